@@ -1,0 +1,3 @@
+from fogd.cli import main
+
+raise SystemExit(main())

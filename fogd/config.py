@@ -1,0 +1,179 @@
+"""fogd's configuration: typed sections read from ``fogd.toml`` plus ``FOGD_*`` overrides.
+
+Every key, its default and its meaning are documented in ``fogd.toml`` at the
+repository root; ``tests/test_config.py`` keeps that file and these Structs in step.
+Unknown keys and wrong types stop start-up with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from fogd.errors import ConfigError, split_validation_error
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config section: typos in keys fail fast."""
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen must be HOST:PORT (e.g. 127.0.0.1:8000), got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+class ServerConfig(_Section):
+    listen: str = "127.0.0.1:8000"
+    max_body_bytes: int = 32 * 1024 * 1024
+    allow_remote: bool = False
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        _parse_listen(self.listen)
+        if self.max_body_bytes < 1024:
+            raise ValueError("max_body_bytes must be at least 1024")
+
+    @property
+    def host(self) -> str:
+        return _parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return _parse_listen(self.listen)[1]
+
+
+class StoreConfig(_Section):
+    data_dir: str = ""
+    path: str = ""
+    synchronous: Literal["normal", "full"] = "normal"
+
+    def resolved_data_dir(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+        return Path(base) / "fogd"
+
+    def resolved_path(self) -> Path:
+        if self.path:
+            return Path(self.path).expanduser()
+        return self.resolved_data_dir() / "fogd.sqlite3"
+
+
+class IngestConfig(_Section):
+    max_batch: int = 100_000
+    commit_max_rows: int = 20_000
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.commit_max_rows < 1:
+            raise ValueError("max_batch and commit_max_rows must be at least 1")
+
+
+class Band(_Section):
+    """Alert thresholds for one metric; a value at or beyond a bound raises that tier."""
+
+    warning_low: float | None = None
+    warning_high: float | None = None
+    critical_low: float | None = None
+    critical_high: float | None = None
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(critical_low, warning_low, warning_high, critical_high)``, unset = infinite."""
+        inf = math.inf
+        return (
+            -inf if self.critical_low is None else self.critical_low,
+            -inf if self.warning_low is None else self.warning_low,
+            inf if self.warning_high is None else self.warning_high,
+            inf if self.critical_high is None else self.critical_high,
+        )
+
+
+def _band(**kw: float) -> Any:
+    return msgspec.field(default_factory=lambda: Band(**kw))
+
+
+class AlertsConfig(_Section):
+    temperature: Band = _band(warning_low=5.0, critical_low=0.0, warning_high=30.0, critical_high=35.0)
+    humidity: Band = _band(warning_low=20.0, critical_low=10.0, warning_high=70.0, critical_high=85.0)
+    power: Band = _band(warning_high=400.0, critical_high=500.0)
+    comfort_index: Band = _band(warning_high=24.0, critical_high=27.0)
+
+
+class PluginsConfig(_Section):
+    disabled: list[str] = []
+    entrypoints: bool = True
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def _section(cls: type) -> Any:
+    return msgspec.field(default_factory=cls)
+
+
+class Config(_Section):
+    """The whole configuration. ``plugin`` holds one free-form table per plugin name."""
+
+    server: ServerConfig = _section(ServerConfig)
+    store: StoreConfig = _section(StoreConfig)
+    ingest: IngestConfig = _section(IngestConfig)
+    alerts: AlertsConfig = _section(AlertsConfig)
+    plugins: PluginsConfig = _section(PluginsConfig)
+    log: LogConfig = _section(LogConfig)
+    plugin: dict[str, dict[str, Any]] = {}
+
+
+# Environment variables for the keys operators change most: name -> (section, key).
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "FOGD_LISTEN": ("server", "listen"),
+    "FOGD_DB": ("store", "path"),
+    "FOGD_DATA_DIR": ("store", "data_dir"),
+    "FOGD_LOG_LEVEL": ("log", "level"),
+    "FOGD_SYNCHRONOUS": ("store", "synchronous"),
+}
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Read ``path`` (optional), apply ``FOGD_*`` overrides, and validate the result.
+
+    Raises :class:`ConfigError` with one line such as
+    ``fogd.toml: server.lisen: unknown field`` or
+    ``fogd.toml: server.max_body_bytes: Expected `int`, got `str```.
+    """
+    env = os.environ if env is None else env
+    source = str(path) if path else "defaults"
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such file") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    used_env = []
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if var in env:
+            table = data.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: {section}: expected a table")
+            table[key] = env[var]
+            used_env.append(var)
+    try:
+        return msgspec.convert(data, Config)
+    except msgspec.ValidationError as e:
+        where, text = split_validation_error(e)
+        key = where.removeprefix("$").lstrip(".") or "(top level)"
+        origin = source
+        for var, (section, k) in ENV_OVERRIDES.items():
+            named = key.startswith(f"{section}.{k}") or (key == section and text.startswith(k))
+            if var in used_env and named:
+                origin = f"environment {var}"
+        raise ConfigError(f"{origin}: {key}: {text}") from None

@@ -1,0 +1,92 @@
+"""The app factory and the daemon's lifecycle.
+
+:func:`create_app` builds the aiohttp application for a configuration; the store,
+the group-commit writer and the live cache are opened in ``cleanup_ctx`` (so they
+are closed iff they were opened) and reachable as ``app[FOGD]``. :func:`serve` runs
+it until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from fogd import __version__
+from fogd.config import Config
+from fogd.context import FOGD, Fogd
+from fogd.errors import ConfigError
+from fogd.http import add_routes
+from fogd.http.middleware import errors_and_metrics
+from fogd.ingest import Ingestor
+from fogd.live import LiveCache
+from fogd.metrics import Metrics
+from fogd.plugins.host import PluginHost, build_plugin_host
+from fogd.store import Store
+from fogd.store.writer import GroupCommitWriter
+
+log = logging.getLogger("fogd")
+
+
+def create_app(config: Config, plugins: PluginHost | None = None) -> web.Application:
+    """Build fogd's application. Raises :class:`ConfigError` for plugin conflicts."""
+    if plugins is None:
+        plugins = build_plugin_host(config.plugins.disabled, config.plugins.entrypoints)
+    plugins.collect_registries(config)
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[errors_and_metrics])
+    add_routes(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        metrics = Metrics()
+        plugins.on_error = lambda plugin, hook, exc: metrics.plugin_errors.labels(plugin, hook).inc()
+        path = config.store.resolved_path()
+        store = await Store.open(path, config.store.synchronous)
+        live = LiveCache()
+        live.load(await store.latest_per_node())
+
+        def committed(groups: list, flags: list[list[bool]]) -> None:
+            live.update(groups, flags)
+            metrics.commit_rows.observe(sum(map(len, groups)))
+
+        writer = GroupCommitWriter(store, config.ingest.commit_max_rows, committed)
+        writer.start()
+        fogd = Fogd(config=config, plugins=plugins, metrics=metrics, store=store, writer=writer,
+                    live=live, ingestor=Ingestor(config, plugins, store, writer))
+        app[FOGD] = fogd
+        await plugins.call_each_async("fogd_startup", app=app, config=config)
+        log.info("fogd %s: store %s (%d nodes), plugins: %s", __version__, path, len(store.nodes),
+                 ", ".join(n for n, i in plugins.infos.items() if i.status == "loaded") or "none")
+        try:
+            yield
+        finally:
+            await plugins.call_each_async("fogd_shutdown", app=app)
+            await writer.close()
+            await store.close()
+            log.info("fogd stopped; every acknowledged reading is committed")
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def check_listen(config: Config) -> None:
+    """Refuse a non-loopback address unless ``server.allow_remote`` says so."""
+    host = config.server.host
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not config.server.allow_remote:
+        raise ConfigError(
+            f"server.listen: {config.server.listen} is not a loopback address; fogd has no "
+            "authentication yet, so set server.allow_remote = true if you really mean it")
+
+
+def serve(config: Config) -> None:
+    """Run fogd until SIGINT or SIGTERM; in-flight readings are committed before exit."""
+    check_listen(config)
+    app = create_app(config)
+    log.info("serving on http://%s", config.server.listen)
+    web.run_app(app, host=config.server.host, port=config.server.port, print=None,
+                access_log=logging.getLogger("fogd.access") if config.server.access_log else None)

@@ -1,0 +1,15 @@
+"""HTTP routes. Every URL fogd serves is listed here, next to the module that serves it."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from fogd.http import dashboard, health, ingest, nodes, prometheus
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/ingest", ingest.post_ingest)
+    app.router.add_get("/nodes/{node}/data", nodes.get_node_data)
+    app.router.add_get("/api/live_data", dashboard.get_live_data)
+    app.router.add_get("/healthz", health.get_healthz)
+    app.router.add_get("/metrics", prometheus.get_metrics)

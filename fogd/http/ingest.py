@@ -1,0 +1,63 @@
+"""``POST /ingest``: one reading or a JSON array of readings."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from aiohttp import web
+
+from fogd.context import FOGD
+from fogd.errors import Invalid, Malformed, TooLarge, invalid_from
+from fogd.http.responses import json
+from fogd.model import ALERT_CODE, INGEST_DECODER, Reading, reading_view, utc_ms
+
+
+async def post_ingest(request: web.Request) -> web.Response:
+    """Store readings; reply with the stored reading (single) or counts (batch).
+
+    A batch is all or nothing: one invalid reading rejects it whole, naming its index.
+    """
+    fogd = request.app[FOGD]
+    metrics = fogd.metrics
+    body = await request.read()
+    start = time.perf_counter()
+    try:
+        data = INGEST_DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        metrics.ingest_rejected.labels("validation").inc()
+        raise invalid_from(exc) from None
+    except msgspec.DecodeError as exc:
+        metrics.ingest_rejected.labels("malformed").inc()
+        raise Malformed(f"request body is not valid JSON: {exc}") from None
+    single = isinstance(data, Reading)
+    readings: list[Reading] = [data] if single else data  # type: ignore[list-item]
+    if not readings:
+        metrics.ingest_rejected.labels("validation").inc()
+        raise Invalid("$: an empty batch; send one reading or an array of readings", field="$")
+    limit = fogd.config.ingest.max_batch
+    if len(readings) > limit:
+        metrics.ingest_rejected.labels("too_large").inc()
+        raise TooLarge(f"batch of {len(readings)} readings exceeds ingest.max_batch ({limit})", limit=limit)
+    try:
+        flags = await fogd.ingestor.ingest(readings)
+    except Invalid:
+        metrics.ingest_rejected.labels("validation").inc()
+        raise
+    metrics.ingest_latency.observe(time.perf_counter() - start)
+    stored = sum(flags)
+    if stored:
+        metrics.readings_stored.inc(stored)
+    if stored != len(flags):
+        metrics.readings_duplicate.inc(len(flags) - stored)
+    if single:
+        r = readings[0]
+        node = fogd.store.nodes[r.node]
+        view = reading_view(node.name, node.role, utc_ms(r.timestamp), r.seq,  # type: ignore[arg-type]
+                            r.temperature, r.humidity, r.power, r.comfortIndex,
+                            ALERT_CODE.get(r.alertStatus, 0), r.source, r.extra)  # type: ignore[arg-type]
+        view["duplicate"] = not stored
+        return json(view, status=201 if stored else 200)
+    return json({"received": len(flags), "stored": stored, "duplicates": len(flags) - stored},
+                status=201 if stored else 200)
+

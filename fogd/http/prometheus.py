@@ -1,0 +1,23 @@
+"""``GET /metrics``: Prometheus exposition of fogd's own metrics.
+
+(``POST /metrics`` on the same path is the Grafana datasource's target list.)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from fogd.context import FOGD
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    fogd = request.app[FOGD]
+    m = fogd.metrics
+    by_role = Counter(node.role for node in fogd.store.nodes.values())
+    for role in ("fog", "cloud"):
+        m.nodes.labels(role).set(by_role.get(role, 0))
+    m.write_queue.set(fogd.writer.queued)
+    return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

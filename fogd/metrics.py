@@ -1,0 +1,63 @@
+"""fogd's own Prometheus metrics, in a registry per daemon (tests run several at once).
+
+Served at ``GET /metrics``; every family passes ``promtool check metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from fogd import __version__
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.readings_stored = Counter(
+            "fogd_readings_stored", "Readings committed to the store.", registry=r)
+        self.readings_duplicate = Counter(
+            "fogd_readings_duplicate",
+            "Readings not stored because their (node, seq) was already stored.", registry=r)
+        self.ingest_rejected = Counter(
+            "fogd_ingest_rejected", "Ingest requests rejected, by reason.", ["reason"], registry=r)
+        self.ingest_latency = Histogram(
+            "fogd_ingest_latency_seconds", "Time from reading an /ingest body to its commit.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r)
+        self.commit_rows = Histogram(
+            "fogd_store_commit_rows", "Readings per group commit.",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000), registry=r)
+        self.http_requests = Counter(
+            "fogd_http_requests", "HTTP requests by route, method and status.",
+            ["route", "method", "status"], registry=r)
+        self.http_latency = Histogram(
+            "fogd_http_request_duration_seconds", "HTTP request handling time by route.",
+            ["route"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            registry=r)
+        self.plugin_errors = Counter(
+            "fogd_plugin_errors", "Exceptions raised by plugin hook implementations.",
+            ["plugin", "hook"], registry=r)
+        self.nodes = Gauge("fogd_nodes", "Nodes known to fogd, by role.", ["role"], registry=r)
+        self.write_queue = Gauge(
+            "fogd_ingest_queue_requests", "Ingest requests waiting for the group-commit writer.",
+            registry=r)
+        self.start_time = Gauge(
+            "fogd_start_time_seconds", "When this fogd started, in seconds since the epoch.", registry=r)
+        self.start_time.set(time.time())
+        Info("fogd_build", "fogd version.", registry=r).info({"version": __version__})
+        self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self._latency_children: dict[str, Histogram] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one HTTP request; label children are cached (this runs on every request)."""
+        key = (route, method, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.http_requests.labels(route, method, str(status))
+        child.inc()
+        hist = self._latency_children.get(route)
+        if hist is None:
+            hist = self._latency_children[route] = self.http_latency.labels(route)
+        hist.observe(seconds)

@@ -1,0 +1,55 @@
+"""The schema, as an append-only list of migrations.
+
+``PRAGMA user_version`` holds how many have been applied. A database written by an
+older fogd is brought forward on open; one written by a newer fogd is refused.
+Never edit a migration that has shipped: append a new one.
+"""
+
+MIGRATIONS: list[str] = [
+    # 1: nodes and readings.
+    """
+    CREATE TABLE nodes (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        role        TEXT NOT NULL,
+        provisioner TEXT NOT NULL DEFAULT 'external',  -- 'external' = registered by its first reading
+        created_ms  INTEGER NOT NULL,
+        runtime     TEXT NOT NULL DEFAULT '{}'          -- provisioner facts (container id, image, ...), JSON
+    );
+    -- Append-only: rowid order is arrival order, so inserts touch the end of the table.
+    CREATE TABLE readings (
+        id          INTEGER PRIMARY KEY,
+        node_id     INTEGER NOT NULL REFERENCES nodes(id),
+        ts          INTEGER NOT NULL,       -- epoch ms, UTC
+        seq         INTEGER,                -- the agent's per-node sequence number
+        temperature REAL,
+        humidity    REAL,
+        power       REAL,
+        comfort     REAL,
+        alert       INTEGER NOT NULL,       -- 0 normal, 1 warning, 2 critical
+        source      TEXT NOT NULL,
+        extra       TEXT                    -- JSON object of extra metrics, NULL when empty
+    );
+    -- "one node over a time range" and "latest reading per node".
+    CREATE INDEX readings_node_ts ON readings(node_id, ts);
+    -- de-duplication of agent retries.
+    CREATE UNIQUE INDEX readings_node_seq ON readings(node_id, seq) WHERE seq IS NOT NULL;
+    """,
+    # 2: events (analysis decisions, operator actions).
+    """
+    CREATE TABLE events (
+        id        INTEGER PRIMARY KEY,
+        ts        INTEGER NOT NULL,          -- epoch ms, UTC
+        node_id   INTEGER REFERENCES nodes(id),
+        kind      TEXT NOT NULL,             -- e.g. 'finding', 'alert_opened', 'transfer'
+        rule      TEXT,
+        severity  TEXT,
+        message   TEXT NOT NULL,
+        evidence  TEXT NOT NULL DEFAULT '{}' -- JSON
+    );
+    CREATE INDEX events_ts ON events(ts);
+    CREATE INDEX events_node_ts ON events(node_id, ts);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

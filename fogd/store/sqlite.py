@@ -1,0 +1,218 @@
+"""The SQLite store: one write connection (behind a lock), one read connection.
+
+WAL mode lets the read connection serve queries while the writer commits. With
+``synchronous = normal`` (the default) a committed transaction survives a crash of
+fogd (``kill -9``); ``full`` also survives a power cut, at some throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import aiosqlite
+import msgspec
+
+from fogd.errors import Unavailable
+from fogd.store.migrations import MIGRATIONS, SCHEMA_VERSION
+
+log = logging.getLogger("fogd.store")
+
+#: A reading as the store writes it.
+ReadingRow = tuple[int, int, int | None, float | None, float | None, float | None, float | None, int, str, str | None]
+_ROW_COLUMNS = "node_id, ts, seq, temperature, humidity, power, comfort, alert, source, extra"
+_INSERT = f"INSERT OR IGNORE INTO readings ({_ROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+_SELECT = "ts, seq, temperature, humidity, power, comfort, alert, source, extra"
+_IN_CHUNK = 500
+
+
+class StoreFailed(Unavailable):
+    """SQLite refused a write (disk full, I/O error, locked); nothing was acknowledged."""
+
+    kind = "store_unavailable"
+
+
+@dataclass
+class Node:
+    """A node as the store knows it."""
+
+    id: int
+    name: str
+    role: str
+    provisioner: str
+    created_ms: int
+    runtime: dict[str, Any] = field(default_factory=dict)
+
+
+class Store:
+    """Open with :meth:`open`; all writes go through the single write connection."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self.path = path
+        self._w = writer
+        self._r = reader
+        self._write_lock = asyncio.Lock()
+        self.nodes: dict[str, Node] = {}
+        self.nodes_by_id: dict[int, Node] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    async def open(cls, path: Path, synchronous: str = "normal") -> "Store":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await aiosqlite.connect(path)
+        try:
+            await writer.execute("PRAGMA journal_mode = WAL")
+            await writer.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            await writer.execute("PRAGMA busy_timeout = 5000")
+            await migrate(writer, path)
+            reader = await aiosqlite.connect(path)
+        except BaseException:
+            await writer.close()
+            raise
+        await reader.execute("PRAGMA query_only = 1")
+        await reader.execute("PRAGMA busy_timeout = 5000")
+        store = cls(path, writer, reader)
+        await store._load_nodes()
+        return store
+
+    async def close(self) -> None:
+        await self._r.close()
+        await self._w.close()
+
+    async def _load_nodes(self) -> None:
+        rows = await self._r.execute_fetchall(
+            "SELECT id, name, role, provisioner, created_ms, runtime FROM nodes ORDER BY id")
+        for id_, name, role, prov, created, runtime in rows:
+            self._remember(Node(id_, name, role, prov, created, msgspec.json.decode(runtime)))
+
+    def _remember(self, node: Node) -> None:
+        self.nodes[node.name] = node
+        self.nodes_by_id[node.id] = node
+
+    # ------------------------------------------------------------------ writes
+    async def register_nodes(self, wanted: dict[str, str], created_ms: int, provisioner: str = "external") -> None:
+        """Make sure every ``name -> role`` in ``wanted`` exists (existing ones are kept)."""
+        async with self._write_lock:
+            missing = [(n, role) for n, role in wanted.items() if n not in self.nodes]
+            if not missing:
+                return
+            try:
+                await self._w.executemany(
+                    "INSERT INTO nodes (name, role, provisioner, created_ms) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(name) DO NOTHING",
+                    [(n, role, provisioner, created_ms) for n, role in missing])
+                await self._w.commit()
+            except sqlite3.Error as exc:
+                await self._safe_rollback()
+                raise StoreFailed(f"could not register nodes: {exc}") from exc
+            marks = ",".join("?" * len(missing))
+            rows = await self._w.execute_fetchall(
+                f"SELECT id, name, role, provisioner, created_ms FROM nodes WHERE name IN ({marks})",
+                [n for n, _ in missing])
+            for id_, name, role, prov, created in rows:
+                self._remember(Node(id_, name, role, prov, created))
+
+    async def insert_readings(self, groups: list[list[ReadingRow]]) -> list[list[bool]]:
+        """Insert several requests' rows in one transaction; return stored flags per row.
+
+        A row whose (node, seq) is already stored, or appears earlier in ``groups``, is
+        a duplicate (flag False). The common case, no duplicates, costs one
+        ``executemany`` and one commit; only when some rows were ignored does the
+        store look up which ones.
+        """
+        async with self._write_lock:
+            rows = [row for group in groups for row in group]
+            try:
+                cur = await self._w.executemany(_INSERT, rows)
+                if cur.rowcount == len(rows):
+                    await self._w.commit()
+                    return [[True] * len(group) for group in groups]
+                await self._w.rollback()
+                flags = await self._new_rows(groups)
+                cur = await self._w.executemany(
+                    _INSERT, [row for group, f in zip(groups, flags) for row, new in zip(group, f) if new])
+                await self._w.commit()
+                return flags
+            except sqlite3.Error as exc:
+                await self._safe_rollback()
+                raise StoreFailed(f"could not store readings: {exc}") from exc
+
+    async def _new_rows(self, groups: list[list[ReadingRow]]) -> list[list[bool]]:
+        wanted: dict[int, set[int]] = {}
+        for group in groups:
+            for row in group:
+                if row[2] is not None:
+                    wanted.setdefault(row[0], set()).add(row[2])
+        stored: set[tuple[int, int]] = set()
+        for node_id, seqs in wanted.items():
+            ordered = sorted(seqs)
+            for i in range(0, len(ordered), _IN_CHUNK):
+                chunk = ordered[i:i + _IN_CHUNK]
+                found = await self._w.execute_fetchall(
+                    f"SELECT seq FROM readings WHERE node_id = ? AND seq IN ({','.join('?' * len(chunk))})",
+                    [node_id, *chunk])
+                stored.update((node_id, s) for (s,) in found)
+        flags = []
+        for group in groups:
+            f = []
+            for row in group:
+                key = (row[0], row[2])
+                if row[2] is None:
+                    f.append(True)
+                elif key in stored:
+                    f.append(False)
+                else:
+                    stored.add(key)
+                    f.append(True)
+            flags.append(f)
+        return flags
+
+    async def _safe_rollback(self) -> None:
+        try:
+            await self._w.rollback()
+        except sqlite3.Error as exc:  # the connection may be unusable; the next write reports it
+            log.warning("rollback failed: %s", exc)
+
+    # ------------------------------------------------------------------ reads
+    async def history(self, node_id: int, since_ms: int | None, until_ms: int | None, limit: int) -> Iterable[tuple]:
+        """Readings of one node, newest first: ``(ts, seq, temperature, humidity, power,
+        comfort, alert, source, extra)``."""
+        lo = -(2**63) if since_ms is None else since_ms
+        hi = 2**63 - 1 if until_ms is None else until_ms
+        return await self._r.execute_fetchall(
+            f"SELECT {_SELECT} FROM readings WHERE node_id = ? AND ts BETWEEN ? AND ? "
+            "ORDER BY ts DESC LIMIT ?", (node_id, lo, hi, limit))
+
+    async def latest_per_node(self) -> dict[int, tuple]:
+        """The newest reading of every node that has one, by node id."""
+        rows = await self._r.execute_fetchall(
+            f"SELECT n.id, {_SELECT} FROM nodes n JOIN readings r ON r.id = "
+            "(SELECT id FROM readings WHERE node_id = n.id ORDER BY ts DESC LIMIT 1)")
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    async def ping(self) -> None:
+        await self._r.execute_fetchall("SELECT 1")
+
+    async def integrity_check(self) -> str:
+        rows = await self._r.execute_fetchall("PRAGMA integrity_check")
+        return "; ".join(r[0] for r in rows)
+
+
+async def migrate(db: aiosqlite.Connection, path: Path, target: int = SCHEMA_VERSION) -> None:
+    """Bring the database to schema ``target`` (tests build "older" databases with it)."""
+    (version,), = await db.execute_fetchall("PRAGMA user_version")
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"{path}: database schema version {version} is newer than this fogd understands "
+            f"({SCHEMA_VERSION}); upgrade fogd or use another database")
+    for v in range(version, target):
+        log.info("migrating %s to schema version %d", path, v + 1)
+        try:
+            await db.executescript(f"BEGIN;\n{MIGRATIONS[v]}\nPRAGMA user_version = {v + 1};\nCOMMIT;")
+        except sqlite3.Error:
+            await db.rollback()
+            raise

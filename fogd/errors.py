@@ -67,7 +67,7 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message is one line naming the key."""
 
 
-_AT = re.compile(r"^(?P<text>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
+_AT = re.compile(r"^(?P<text>.*?)(?: - at `(?P<key>key)` in `(?P<keypath>[^`]*)`| - at `(?P<path>[^`]*)`)?$", re.S)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
 _INDEX = re.compile(r"^\$\[(\d+)\]")
 
@@ -80,7 +80,9 @@ def split_validation_error(err: msgspec.ValidationError) -> tuple[str, str]:
     """
     m = _AT.match(str(err))
     assert m is not None  # the pattern matches any string
-    text, path = m["text"], m["path"] or "$"
+    text, path = m["text"], m["path"] or m["keypath"] or "$"
+    if m["key"]:
+        text = f"a key: {text}"
     unknown = _UNKNOWN.match(text)
     if unknown:
         path = f"{path}.{unknown['name']}"

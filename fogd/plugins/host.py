@@ -112,8 +112,12 @@ def _hooks_of(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
 
 
-def build_plugin_host(disabled: list[str] | tuple[str, ...] = (), entrypoints: bool = True) -> PluginHost:
+def build_plugin_host(disabled: list[str] | tuple[str, ...] = (), entrypoints: bool = True,
+                      extra: tuple[object, ...] | list[object] = ()) -> PluginHost:
     """A fresh plugin host (never a module global, so tests build their own).
+
+    ``extra`` plugin objects (tests, embedding applications) are registered after the
+    built-ins, under their class name.
 
     Raises :class:`ConfigError` when a plugin implements a hook that does not exist
     (usually a typo) or uses a hook wrapper.
@@ -128,6 +132,8 @@ def build_plugin_host(disabled: list[str] | tuple[str, ...] = (), entrypoints: b
         (mod.rsplit(".", 1)[1], "builtin", lambda mod=mod: importlib.import_module(mod))
         for mod in BUILTIN_PLUGINS
     ]
+    for obj in extra:
+        candidates.append((type(obj).__name__, "extra", lambda obj=obj: obj))
     if entrypoints:
         for ep in entry_points(group="fogd"):
             dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist else "entry point"
@@ -155,12 +161,16 @@ def build_plugin_host(disabled: list[str] | tuple[str, ...] = (), entrypoints: b
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise ConfigError(f"plugin {exc.plugin_name!r}: {exc}") from None
-    for caller in pm.hook.__dict__.values():
-        for impl in getattr(caller, "get_hookimpls", lambda: [])():
-            if impl.wrapper or impl.hookwrapper:
-                raise ConfigError(f"plugin {impl.plugin_name!r}: hook wrappers are not supported ({caller.name})")
+        raise ConfigError(f"plugin {pm.get_name(exc.plugin)!r}: {exc}") from None
+    _refuse_wrappers(pm)
     unknown = set(disabled) - set(host.infos)
     for name in sorted(unknown):
         log.warning("plugins.disabled names %r, but no plugin of that name exists", name)
     return host
+
+
+def _refuse_wrappers(pm: pluggy.PluginManager) -> None:
+    for caller in vars(pm.hook).values():
+        for impl in caller.get_hookimpls():
+            if impl.wrapper or impl.hookwrapper:
+                raise ConfigError(f"plugin {impl.plugin_name!r}: hook wrappers are not supported ({caller.name})")

@@ -28,6 +28,14 @@ _ROW_COLUMNS = "node_id, ts, seq, temperature, humidity, power, comfort, alert, 
 _INSERT = f"INSERT OR IGNORE INTO readings ({_ROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
 _SELECT = "ts, seq, temperature, humidity, power, comfort, alert, source, extra"
 _IN_CHUNK = 500
+HISTORY_SQL = (f"SELECT {_SELECT} FROM readings WHERE node_id = ? AND ts BETWEEN ? AND ? "
+               "ORDER BY ts DESC LIMIT ?")
+LATEST_SQL = (f"SELECT n.id, {_SELECT} FROM nodes n JOIN readings r ON r.id = "
+              "(SELECT id FROM readings WHERE node_id = n.id ORDER BY ts DESC LIMIT 1)")
+
+
+def seqs_stored_sql(n: int) -> str:
+    return f"SELECT seq FROM readings WHERE node_id = ? AND seq IN ({','.join('?' * n)})"
 
 
 class StoreFailed(Unavailable):
@@ -155,9 +163,7 @@ class Store:
             ordered = sorted(seqs)
             for i in range(0, len(ordered), _IN_CHUNK):
                 chunk = ordered[i:i + _IN_CHUNK]
-                found = await self._w.execute_fetchall(
-                    f"SELECT seq FROM readings WHERE node_id = ? AND seq IN ({','.join('?' * len(chunk))})",
-                    [node_id, *chunk])
+                found = await self._w.execute_fetchall(seqs_stored_sql(len(chunk)), [node_id, *chunk])
                 stored.update((node_id, s) for (s,) in found)
         flags = []
         for group in groups:
@@ -186,15 +192,11 @@ class Store:
         comfort, alert, source, extra)``."""
         lo = -(2**63) if since_ms is None else since_ms
         hi = 2**63 - 1 if until_ms is None else until_ms
-        return await self._r.execute_fetchall(
-            f"SELECT {_SELECT} FROM readings WHERE node_id = ? AND ts BETWEEN ? AND ? "
-            "ORDER BY ts DESC LIMIT ?", (node_id, lo, hi, limit))
+        return await self._r.execute_fetchall(HISTORY_SQL, (node_id, lo, hi, limit))
 
     async def latest_per_node(self) -> dict[int, tuple]:
         """The newest reading of every node that has one, by node id."""
-        rows = await self._r.execute_fetchall(
-            f"SELECT n.id, {_SELECT} FROM nodes n JOIN readings r ON r.id = "
-            "(SELECT id FROM readings WHERE node_id = n.id ORDER BY ts DESC LIMIT 1)")
+        rows = await self._r.execute_fetchall(LATEST_SQL)
         return {row[0]: tuple(row[1:]) for row in rows}
 
     async def ping(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from fogd.store import Store
 from fogd.store.migrations import SCHEMA_VERSION
-from fogd.store.sqlite import HISTORY_SQL, LATEST_SQL, migrate, seqs_stored_sql
+from fogd.store.sqlite import HISTORY_SQL, LATEST_SQL, migrate
 from tests.helpers import assert_error, stored_rows
 
 
@@ -63,8 +63,6 @@ async def test_history_and_latest_queries_use_indexes_not_scans(tmp_path):
     assert "USING INDEX readings_node_ts" in history and "TEMP B-TREE" not in history
     latest = plan(path, LATEST_SQL, ())
     assert "SCAN r" not in latest and "readings_node_ts" in latest
-    dedupe = plan(path, seqs_stored_sql(2), (1, 1, 2))
-    assert "readings_node_seq" in dedupe
 
 
 class FailingStore:

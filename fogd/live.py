@@ -21,9 +21,11 @@ class LiveCache:
     def __init__(self) -> None:
         # node id -> (ts, seq, temperature, humidity, power, comfort, alert, source, extra)
         self._latest: dict[int, tuple] = {}
+        self._snapshot: bytes | None = None
 
     def load(self, latest: dict[int, tuple]) -> None:
         self._latest.update(latest)
+        self._snapshot = None
 
     def update(self, groups: list[list[ReadingRow]], flags: list[list[bool]]) -> None:
         """Keep, per node, the stored row with the newest timestamp."""
@@ -34,9 +36,23 @@ class LiveCache:
                     cur = latest.get(row[0])
                     if cur is None or row[1] >= cur[0]:
                         latest[row[0]] = row[1:]
+                        self._snapshot = None
 
     def forget(self, node_id: int) -> None:
         self._latest.pop(node_id, None)
+        self._snapshot = None
+
+    def snapshot_json(self, nodes_by_id: dict[int, Node]) -> bytes:
+        """The latest reading of every node as a JSON array ordered by node name.
+
+        Encoded once per change: between commits, dashboards polling ``/api/live_data``
+        get the same bytes back.
+        """
+        if self._snapshot is None:
+            views = [row_view(nodes_by_id[node_id], row) for node_id, row in self._latest.items()]
+            views.sort(key=lambda v: v["node"])
+            self._snapshot = msgspec.json.encode(views)
+        return self._snapshot
 
     def get(self, node_id: int) -> tuple | None:
         return self._latest.get(node_id)

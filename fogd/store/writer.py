@@ -88,6 +88,7 @@ class GroupCommitWriter:
                     fut.set_exception(exc)
             return
         self.commits += 1
+        self._store.checkpoint_soon()
         for fut, f in zip(futures, flags):
             if not fut.done():  # the client may have gone away; the rows are stored anyway
                 fut.set_result(f)

@@ -7,7 +7,7 @@ filled from the store at start-up and updated after every commit.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import msgspec
 
@@ -38,10 +38,6 @@ class LiveCache:
                         latest[row[0]] = row[1:]
                         self._snapshot = None
 
-    def forget(self, node_id: int) -> None:
-        self._latest.pop(node_id, None)
-        self._snapshot = None
-
     def snapshot_json(self, nodes_by_id: dict[int, Node]) -> bytes:
         """The latest reading of every node as a JSON array ordered by node name.
 
@@ -56,12 +52,6 @@ class LiveCache:
 
     def get(self, node_id: int) -> tuple | None:
         return self._latest.get(node_id)
-
-    def __iter__(self) -> Iterator[tuple[int, tuple]]:
-        return iter(self._latest.items())
-
-    def __len__(self) -> int:
-        return len(self._latest)
 
 
 def row_view(node: Node, row: tuple) -> dict[str, Any]:

@@ -50,9 +50,6 @@ class Reading(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     comfortIndex: float | None = None
     alertStatus: AlertStatus | None = None
 
-    def has_metrics(self) -> bool:
-        return not (self.temperature is None and self.humidity is None and self.power is None and not self.extra)
-
 
 #: Decodes one reading or a JSON array of them.
 INGEST_DECODER = msgspec.json.Decoder(Reading | list[Reading])

@@ -110,6 +110,34 @@ class PluginsConfig(_Section):
     entrypoints: bool = True
 
 
+class NodesConfig(_Section):
+    provisioner: str = "auto"
+    instance: str = "default"
+    image: str = "fogd-node:latest"
+    max_nodes: int = 200
+    create_parallelism: int = 8
+    agent_interval: float = 1.0
+    anomaly_rate: float = 0.01
+    fogd_url: str = ""
+    stale_after: float = 3.0
+    lost_after: float = 10.0
+
+    def __post_init__(self) -> None:
+        import re
+
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,31}", self.instance):
+            raise ValueError("instance must be lowercase letters, digits, '_', '.', '-' (at most 32)")
+        if self.max_nodes < 1 or self.create_parallelism < 1 or self.agent_interval <= 0:
+            raise ValueError("max_nodes, create_parallelism and agent_interval must be positive")
+        if not 0 < self.stale_after < self.lost_after:
+            raise ValueError("stale_after must be positive and below lost_after")
+
+
+class DockerConfig(_Section):
+    host: str = ""
+    network: str = "fogd"
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -126,6 +154,8 @@ class Config(_Section):
     ingest: IngestConfig = _section(IngestConfig)
     alerts: AlertsConfig = _section(AlertsConfig)
     plugins: PluginsConfig = _section(PluginsConfig)
+    nodes: NodesConfig = _section(NodesConfig)
+    docker: DockerConfig = _section(DockerConfig)
     log: LogConfig = _section(LogConfig)
     plugin: dict[str, dict[str, Any]] = {}
 
@@ -137,6 +167,10 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "FOGD_DATA_DIR": ("store", "data_dir"),
     "FOGD_LOG_LEVEL": ("log", "level"),
     "FOGD_SYNCHRONOUS": ("store", "synchronous"),
+    "FOGD_PROVISIONER": ("nodes", "provisioner"),
+    "FOGD_INSTANCE": ("nodes", "instance"),
+    "FOGD_NODE_IMAGE": ("nodes", "image"),
+    "FOGD_DOCKER_NETWORK": ("docker", "network"),
 }
 
 

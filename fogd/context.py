@@ -11,6 +11,7 @@ from fogd.config import Config
 from fogd.ingest import Ingestor
 from fogd.live import LiveCache
 from fogd.metrics import Metrics
+from fogd.nodes import NodeManager
 from fogd.plugins.host import PluginHost
 from fogd.store import Store
 from fogd.store.writer import GroupCommitWriter
@@ -27,6 +28,7 @@ class Fogd:
     writer: GroupCommitWriter
     live: LiveCache
     ingestor: Ingestor
+    nodes: NodeManager
     started: float = field(default_factory=time.time)
 
 

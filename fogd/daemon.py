@@ -23,6 +23,7 @@ from fogd.http.middleware import errors_and_metrics
 from fogd.ingest import Ingestor
 from fogd.live import LiveCache
 from fogd.metrics import Metrics
+from fogd.nodes import NodeManager
 from fogd.plugins.host import PluginHost, build_plugin_host
 from fogd.store import Store
 from fogd.store.writer import GroupCommitWriter
@@ -52,9 +53,16 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
 
         writer = GroupCommitWriter(store, config.ingest.commit_max_rows, committed)
         writer.start()
+        nodes = NodeManager(config, store, live, plugins.registries["provisioners"])
         fogd = Fogd(config=config, plugins=plugins, metrics=metrics, store=store, writer=writer,
-                    live=live, ingestor=Ingestor(config, plugins, store, writer))
+                    live=live, ingestor=Ingestor(config, plugins, store, writer), nodes=nodes)
         app[FOGD] = fogd
+        try:
+            await nodes.start()
+        except BaseException:
+            await writer.close()
+            await store.close()
+            raise
         await plugins.call_each_async("fogd_startup", app=app, config=config)
         log.info("fogd %s: store %s (%d nodes), plugins: %s", __version__, path, len(store.nodes),
                  ", ".join(n for n, i in plugins.infos.items() if i.status == "loaded") or "none")
@@ -62,6 +70,7 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
             yield
         finally:
             await plugins.call_each_async("fogd_shutdown", app=app)
+            await nodes.stop()
             await writer.close()
             await store.close()
             log.info("fogd stopped; every acknowledged reading is committed")

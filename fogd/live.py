@@ -50,6 +50,10 @@ class LiveCache:
             self._snapshot = msgspec.json.encode(views)
         return self._snapshot
 
+    def forget(self, node_id: int) -> None:
+        self._latest.pop(node_id, None)
+        self._snapshot = None
+
     def get(self, node_id: int) -> tuple | None:
         return self._latest.get(node_id)
 

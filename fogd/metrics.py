@@ -39,7 +39,8 @@ class Metrics:
         self.plugin_errors = Counter(
             "fogd_plugin_errors", "Exceptions raised by plugin hook implementations.",
             ["plugin", "hook"], registry=r)
-        self.nodes = Gauge("fogd_nodes", "Nodes known to fogd, by role.", ["role"], registry=r)
+        self.nodes = Gauge("fogd_nodes", "Nodes known to fogd, by role, runtime status and liveness.",
+                           ["role", "status", "liveness"], registry=r)
         self.write_queue = Gauge(
             "fogd_ingest_queue_requests", "Ingest requests waiting for the group-commit writer.",
             registry=r)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import uuid
+
 import msgspec
 import pytest
 
@@ -19,7 +21,9 @@ def make_config(tmp_path: Path) -> Callable[..., Config]:
     """A Config whose store lives in this test's tmp dir; keyword tables override sections."""
 
     def make(**sections: dict[str, Any]) -> Config:
-        data: dict[str, Any] = {"store": {"path": str(tmp_path / "fogd.sqlite3")}}
+        # Each test is its own fogd instance, so tests never adopt each other's nodes.
+        data: dict[str, Any] = {"store": {"path": str(tmp_path / "fogd.sqlite3")},
+                                "nodes": {"provisioner": "process", "instance": f"t{uuid.uuid4().hex[:12]}"}}
         for name, table in sections.items():
             data.setdefault(name, {}).update(table)
         return msgspec.convert(data, Config)

@@ -1,11 +1,15 @@
-"""``GET /nodes/{node}/data``: a node's latest reading and its history."""
+"""Node routes: ``POST /create``, ``POST /cleanup``, ``GET /nodes``, ``GET /nodes/status``
+and ``GET /nodes/{node}/data`` (a node's latest reading and its history)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 from aiohttp import web
 
 from fogd.context import FOGD
-from fogd.errors import Invalid, NotFound
+from fogd.errors import Invalid, Malformed, NotFound, invalid_from
 from fogd.http.responses import json, query_int
 from fogd.live import row_view
 from fogd.model import parse_time
@@ -46,3 +50,79 @@ async def get_node_data(request: web.Request) -> web.Response:
         "count": len(rows),
         "history": [row_view(node, row) for row in rows],
     })
+
+
+class CreateRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /create``: how many fog and cloud nodes to add."""
+
+    fog: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+    cloud: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+
+
+class CleanupRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /cleanup``: remove this instance's nodes; ``keep_history`` keeps their readings."""
+
+    keep_history: bool = False
+
+
+_create_decoder = msgspec.json.Decoder(CreateRequest)
+_cleanup_decoder = msgspec.json.Decoder(CleanupRequest)
+
+
+async def decode_body(request: web.Request, decoder: msgspec.json.Decoder, empty_ok: bool = False):  # type: ignore[no-untyped-def]
+    body = await request.read()
+    if not body.strip() and empty_ok:
+        body = b"{}"
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise invalid_from(exc) from None
+    except msgspec.DecodeError as exc:
+        raise Malformed(f"request body is not valid JSON: {exc}") from None
+
+
+async def post_create(request: web.Request) -> web.StreamResponse:
+    """Create nodes. With ``Accept: application/x-ndjson`` each node is reported as one
+    JSON line the moment it starts (or fails), then the summary; otherwise one JSON reply."""
+    fogd = request.app[FOGD]
+    req = await decode_body(request, _create_decoder)
+    if "application/x-ndjson" not in request.headers.get("Accept", ""):
+        result = await fogd.nodes.create(req.fog, req.cloud)
+        return json(result, status=_create_status(result))
+    # Validation errors must still be plain JSON errors, so check before streaming.
+    stream = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+
+    async def progress(item: dict) -> None:
+        if not stream.prepared:
+            await stream.prepare(request)
+        await stream.write(msgspec.json.encode({"event": "node", **item}) + b"\n")
+
+    result = await fogd.nodes.create(req.fog, req.cloud, progress)
+    if not stream.prepared:
+        await stream.prepare(request)
+    await stream.write(msgspec.json.encode({"event": "done", **result}) + b"\n")
+    await stream.write_eof()
+    return stream
+
+
+def _create_status(result: dict) -> int:
+    if result["failed"] and not result["created"]:
+        return 502
+    return 201
+
+
+async def post_cleanup(request: web.Request) -> web.Response:
+    fogd = request.app[FOGD]
+    req = await decode_body(request, _cleanup_decoder, empty_ok=True)
+    return json(await fogd.nodes.cleanup(keep_history=req.keep_history))
+
+
+async def get_nodes(request: web.Request) -> web.Response:
+    """Node name -> container (or process) id, for this fogd's nodes."""
+    fogd = request.app[FOGD]
+    return json({v["name"]: v["container_id"] or None for v in fogd.nodes.status()})
+
+
+async def get_nodes_status(request: web.Request) -> web.Response:
+    """Every node with role, status, IP, image, id, created, last reading and liveness."""
+    return json(request.app[FOGD].nodes.status())

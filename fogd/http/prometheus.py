@@ -16,8 +16,9 @@ from fogd.context import FOGD
 async def get_metrics(request: web.Request) -> web.Response:
     fogd = request.app[FOGD]
     m = fogd.metrics
-    by_role = Counter(node.role for node in fogd.store.nodes.values())
-    for role in ("fog", "cloud"):
-        m.nodes.labels(role).set(by_role.get(role, 0))
+    counts = Counter((v["role"], v["status"], v["liveness"]) for v in fogd.nodes.status())
+    m.nodes.clear()  # a combination that no longer exists must not linger at its last value
+    for (role, status, liveness), n in counts.items():
+        m.nodes.labels(role, status, liveness).set(n)
     m.write_queue.set(fogd.writer.queued)
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

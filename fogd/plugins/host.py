@@ -27,7 +27,11 @@ from fogd.plugins import hookspecs
 log = logging.getLogger("fogd.plugins")
 
 #: Built-in plugins, registered under their short module name.
-BUILTIN_PLUGINS: tuple[str, ...] = ("fogd.plugins.default_normalize",)
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "fogd.plugins.default_normalize",
+    "fogd.plugins.default_docker",
+    "fogd.plugins.default_process",
+)
 
 #: ``fogd_register_<kind>`` hooks whose results are collected into registries.
 REGISTRIES = ("provisioners", "rules", "targets")

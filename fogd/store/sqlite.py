@@ -182,6 +182,55 @@ class Store:
             for id_, name, role, prov, created in rows:
                 self._remember(Node(id_, name, role, prov, created))
 
+    async def save_node(self, name: str, role: str, provisioner: str, runtime: dict[str, Any],
+                        created_ms: int) -> Node:
+        """Create or update a node record with its provisioner and runtime facts."""
+        encoded = msgspec.json.encode(runtime).decode()
+        async with self._write_lock:
+            try:
+                rows = await self._w.execute_fetchall(
+                    "INSERT INTO nodes (name, role, provisioner, created_ms, runtime) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET role = excluded.role, provisioner = excluded.provisioner, "
+                    "runtime = excluded.runtime RETURNING id, created_ms",
+                    (name, role, provisioner, created_ms, encoded))
+            except sqlite3.Error as exc:
+                raise StoreFailed(f"could not save node {name!r}: {exc}") from exc
+        (id_, created), = rows
+        node = Node(id_, name, role, provisioner, created, runtime)
+        self._remember(node)
+        return node
+
+    async def delete_nodes(self, names: list[str]) -> None:
+        """Forget nodes with their readings and events.
+
+        Readings go in chunks, each its own short transaction, so a node with a long
+        history never holds the writer (and ingest) for long.
+        """
+        nodes = [self.nodes[n] for n in names if n in self.nodes]
+        for node in nodes:
+            while True:
+                async with self._write_lock:
+                    try:
+                        cur = await self._w.execute(
+                            "DELETE FROM readings WHERE id IN "
+                            "(SELECT id FROM readings WHERE node_id = ? LIMIT 5000)", (node.id,))
+                    except sqlite3.Error as exc:
+                        raise StoreFailed(f"could not delete readings of {node.name!r}: {exc}") from exc
+                if cur.rowcount < 5000:
+                    break
+            async with self._write_lock:
+                try:
+                    await self._w.execute("BEGIN")
+                    await self._w.execute("DELETE FROM events WHERE node_id = ?", (node.id,))
+                    await self._w.execute("DELETE FROM readings WHERE node_id = ?", (node.id,))
+                    await self._w.execute("DELETE FROM nodes WHERE id = ?", (node.id,))
+                    await self._w.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    await self._safe_rollback()
+                    raise StoreFailed(f"could not delete node {node.name!r}: {exc}") from exc
+            del self.nodes[node.name]
+            del self.nodes_by_id[node.id]
+
     async def insert_readings(self, groups: list[list[ReadingRow]]) -> list[list[bool]]:
         """Insert several requests' rows atomically; return stored flags per row.
 

@@ -33,7 +33,7 @@ async def test_counters_follow_ingest(client):
     assert sample(text, 'fogd_http_requests_total{method="POST",route="/ingest",status="201"}') == 1
     assert sample(text, 'fogd_http_requests_total{method="GET",route="/nodes/{node}/data",status="404"}') == 1
     assert sample(text, "fogd_ingest_latency_seconds_count") == 2
-    assert sample(text, 'fogd_nodes{role="fog"}') == 2
+    assert sample(text, 'fogd_nodes{liveness="online",role="fog",status="external"}') == 2
 
 
 async def test_exposition_passes_promtool(client):

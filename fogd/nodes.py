@@ -1,0 +1,325 @@
+"""The node lifecycle: create, inspect, clean up, and stay true to the backend.
+
+:class:`NodeManager` owns naming (``fog-4`` after ``fog-3``), bounded concurrency,
+fogd's records of its nodes, adoption at start-up and the watch on the backend's
+events. The backend work itself is a provisioner plugin (``fogd/provisioning.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from typing import Any, Awaitable, Callable
+
+import msgspec
+
+from fogd.config import Config
+from fogd.errors import FogdError, Invalid, Unavailable
+from fogd.live import LiveCache
+from fogd.model import iso_ms, now_ms
+from fogd.provisioning import (LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable, NodeSpec, NodeState,
+                               Provisioner, ProvisionerContext, ProvisionFailed)
+from fogd.store import Node, Store
+
+log = logging.getLogger("fogd.nodes")
+
+ROLES = ("fog", "cloud")
+RECONNECT_S = 2.0
+Progress = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ImageMissing(FogdError):
+    status = 409
+    kind = "image_missing"
+
+
+class NodeManager:
+    def __init__(self, config: Config, store: Store, live: LiveCache, provisioners: dict[str, Any]) -> None:
+        self.config = config
+        self.store = store
+        self.live = live
+        self.provisioners = provisioners
+        self.provisioner: Provisioner | None = None
+        self.backend_ok = False
+        self.backend_error = ""
+        self._watch: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # one create/cleanup at a time: names stay unique
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Pick and open the provisioner, adopt what runs, follow its events."""
+        wanted = self.config.nodes.provisioner
+        ctx = ProvisionerContext(self.config, self.config.nodes.instance,
+                                 self.config.store.resolved_path().parent)
+        if wanted == "auto":
+            docker = self.provisioners.get("docker")
+            if docker is not None:
+                await docker.open(ctx)
+                if await docker.available():
+                    self.provisioner = docker
+                else:
+                    await docker.close()
+            if self.provisioner is None:
+                self.provisioner = self.provisioners["process"]
+                await self.provisioner.open(ctx)
+            log.info("provisioner: %s (auto: %s)", self.provisioner.name,
+                     "the Docker engine answered" if self.provisioner.name == "docker"
+                     else "no Docker engine answered; node agents run as local processes")
+        else:
+            if wanted not in self.provisioners:
+                from fogd.errors import ConfigError
+                raise ConfigError(f"nodes.provisioner: {wanted!r} is not a registered provisioner "
+                                  f"(have: {', '.join(sorted(self.provisioners))})")
+            self.provisioner = self.provisioners[wanted]
+            await self.provisioner.open(ctx)
+            log.info("provisioner: %s", wanted)
+        try:  # adopt before serving, so the first /nodes/status is already true
+            if await self.provisioner.available():
+                await self.adopt()
+                self._set_backend(True)
+        except Exception as exc:
+            self._set_backend(False, str(exc) or type(exc).__name__)
+        self._watch = asyncio.create_task(self._follow(), name="fogd-node-watch")
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self.provisioner is not None:
+            await self.provisioner.close()
+
+    async def _follow(self) -> None:
+        """Adopt, then apply the backend's events; on failure, degrade and reconnect."""
+        assert self.provisioner is not None
+        while True:
+            try:
+                if not await self.provisioner.available():
+                    raise BackendUnavailable(f"{self.provisioner.name} backend unreachable")
+                await self.adopt()
+                self._set_backend(True)
+                async for state in self.provisioner.watch():
+                    await self._apply(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # BackendUnavailable, connection errors: degrade, retry
+                self._set_backend(False, str(exc) or type(exc).__name__)
+            await asyncio.sleep(RECONNECT_S)
+
+    def _set_backend(self, ok: bool, error: str = "") -> None:
+        if ok and not self.backend_ok:
+            log.info("%s backend reachable", self.provisioner.name if self.provisioner else "?")
+        elif not ok and (self.backend_ok or error != self.backend_error):
+            log.warning("%s backend unavailable: %s; ingest and queries go on, retrying every %.0f s",
+                        self.provisioner.name if self.provisioner else "?", error, RECONNECT_S)
+        self.backend_ok, self.backend_error = ok, error
+
+    async def adopt(self) -> None:
+        """Make fogd's records agree with what the backend runs (start-up, reconnect)."""
+        assert self.provisioner is not None
+        running = {s.name: s for s in await self.provisioner.list()}
+        for state in running.values():
+            known = self.store.nodes.get(state.name)
+            if known is None or known.runtime != _runtime(state):
+                if known is None:
+                    log.info("adopting %s (%s) from %s", state.name, state.id, self.provisioner.name)
+                await self._save(state)
+        for node in list(self.store.nodes.values()):
+            if node.provisioner == self.provisioner.name and node.name not in running \
+                    and node.runtime.get("status") != "missing":
+                await self._save(msgspec.convert({**node.runtime, "status": "missing", "name": node.name,
+                                                  "role": node.role}, NodeState))
+
+    async def _apply(self, state: NodeState) -> None:
+        node = self.store.nodes.get(state.name)
+        if node is None or node.provisioner != (self.provisioner.name if self.provisioner else None):
+            if state.status in ("removed", "exited"):
+                return  # a node being cleaned up, or never ours to record
+            await self.adopt()
+            return
+        runtime = {**node.runtime, "status": state.status}
+        if state.exit_code is not None:
+            runtime["exit_code"] = state.exit_code
+        if state.status == "running":
+            runtime.pop("exit_code", None)
+        if runtime != node.runtime:
+            await self.store.save_node(node.name, node.role, node.provisioner, runtime, node.created_ms)
+
+    async def _save(self, state: NodeState) -> Node:
+        assert self.provisioner is not None
+        return await self.store.save_node(state.name, state.role, self.provisioner.name, _runtime(state),
+                                          state.created_ms or now_ms())
+
+    # ------------------------------------------------------------------ create
+    def _next_names(self, role: str, count: int) -> list[str]:
+        pattern = re.compile(rf"^{role}-(\d+)$")
+        used = [int(m.group(1)) for name in self.store.nodes if (m := pattern.match(name))]
+        start = max(used, default=0) + 1
+        return [f"{role}-{i}" for i in range(start, start + count)]
+
+    def agent_url(self) -> str:
+        if self.config.nodes.fogd_url:
+            return self.config.nodes.fogd_url.rstrip("/")
+        host, port = self.config.server.host, self.config.server.port
+        if self.provisioner is not None and self.provisioner.name == "docker" \
+                and self.config.docker.network != "host":
+            return f"http://host.docker.internal:{port}"
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def _spec(self, name: str, role: str) -> NodeSpec:
+        nodes = self.config.nodes
+        env = {"FOGD_URL": self.agent_url(), "FOGD_NODE": name, "FOGD_ROLE": role,
+               "FOGD_INTERVAL": repr(nodes.agent_interval), "FOGD_ANOMALY_RATE": repr(nodes.anomaly_rate),
+               "FOGD_INSTANCE": nodes.instance}
+        labels = {LABEL_INSTANCE: nodes.instance, LABEL_ROLE: role, LABEL_NODE: name}
+        return NodeSpec(name=name, role=role, image=nodes.image, env=env, labels=labels)
+
+    async def create(self, fog: int, cloud: int, progress: Progress | None = None) -> dict[str, Any]:
+        """Create ``fog`` + ``cloud`` nodes concurrently; report each as it starts."""
+        if self.provisioner is None:
+            raise Unavailable("fogd is starting; no provisioner yet")
+        total = fog + cloud
+        if total < 1:
+            raise Invalid("ask for at least one node: fog and cloud are both 0", field="fog")
+        limit = self.config.nodes.max_nodes
+        async with self._lock:
+            existing = sum(1 for n in self.store.nodes.values() if n.provisioner == self.provisioner.name
+                           and n.runtime.get("status") not in ("missing", "removed"))
+            if existing + total > limit:
+                raise Invalid(f"{existing} nodes exist and {total} more would exceed nodes.max_nodes ({limit})",
+                              field="fog", max_nodes=limit, existing=existing)
+            if not await self.provisioner.available():
+                raise Unavailable(f"the {self.provisioner.name} backend is unreachable"
+                                  f"{': ' + self.backend_error if self.backend_error else ''}; "
+                                  "fogd keeps serving ingest and queries and reconnects by itself")
+            try:
+                await self.provisioner.prepare(self.config.nodes.image)
+            except ProvisionFailed as exc:
+                raise ImageMissing(str(exc), image=self.config.nodes.image) from None
+            except BackendUnavailable as exc:
+                raise Unavailable(str(exc)) from None
+
+            specs = [self._spec(n, "fog") for n in self._next_names("fog", fog)]
+            specs += [self._spec(n, "cloud") for n in self._next_names("cloud", cloud)]
+            gate = asyncio.Semaphore(self.config.nodes.create_parallelism)
+            started = time.monotonic()
+
+            async def one(spec: NodeSpec) -> dict[str, Any]:
+                async with gate:
+                    try:
+                        state = await self.provisioner.create(spec)  # type: ignore[union-attr]
+                        node = await self._save(state)
+                        result = {**self.view(node), "ok": True}
+                    except (ProvisionFailed, BackendUnavailable) as exc:
+                        result = {"name": spec.name, "role": spec.role, "ok": False, "error": str(exc)}
+                    except Exception as exc:  # a plugin bug must not leave the others hanging
+                        log.exception("provisioner %s failed on %s", self.provisioner.name, spec.name)
+                        result = {"name": spec.name, "role": spec.role, "ok": False,
+                                  "error": f"{type(exc).__name__}: {exc}"}
+                result["elapsed_s"] = round(time.monotonic() - started, 3)
+                if progress is not None:
+                    await progress(result)
+                return result
+
+            results = await asyncio.gather(*(one(s) for s in specs))
+        created = [r for r in results if r["ok"]]
+        failed = [r for r in results if not r["ok"]]
+        return {"provisioner": self.provisioner.name, "requested": {"fog": fog, "cloud": cloud},
+                "created": created, "failed": failed, "elapsed_s": round(time.monotonic() - started, 3)}
+
+    # ------------------------------------------------------------------ cleanup
+    async def cleanup(self, keep_history: bool = False) -> dict[str, Any]:
+        """Remove this instance's nodes from the backend, then (unless ``keep_history``) their history."""
+        if self.provisioner is None:
+            raise Unavailable("fogd is starting; no provisioner yet")
+        async with self._lock:
+            try:
+                running = {s.name: s for s in await self.provisioner.list()}
+            except BackendUnavailable as exc:
+                raise Unavailable(f"{exc}; nothing was removed") from None
+            records = {n.name: n for n in self.store.nodes.values() if n.provisioner == self.provisioner.name}
+            removed, failed = [], []
+
+            async def one(name: str) -> None:
+                state = running.get(name)
+                try:
+                    if state is not None:
+                        await self.provisioner.remove(state)  # type: ignore[union-attr]
+                    removed.append({"name": name, "role": (state or records[name]).role,
+                                    "id": state.id if state else records[name].runtime.get("id", "")})
+                except (ProvisionFailed, BackendUnavailable) as exc:
+                    failed.append({"name": name, "error": str(exc)})
+
+            gate = asyncio.Semaphore(self.config.nodes.create_parallelism)
+
+            async def gated(name: str) -> None:
+                async with gate:
+                    await one(name)
+
+            await asyncio.gather(*(gated(n) for n in sorted(set(running) | set(records))))
+            gone = [r["name"] for r in removed]
+            if keep_history:
+                for name in gone:
+                    node = self.store.nodes[name] if name in self.store.nodes else None
+                    if node is not None:
+                        await self.store.save_node(name, node.role, node.provisioner,
+                                                   {**node.runtime, "status": "removed"}, node.created_ms)
+            else:
+                for name in gone:
+                    node = self.store.nodes.get(name)
+                    if node is not None:
+                        self.live.forget(node.id)
+                await self.store.delete_nodes(gone)
+        removed.sort(key=lambda r: _order(r["name"]))
+        return {"provisioner": self.provisioner.name, "removed": removed, "failed": failed,
+                "history": "kept" if keep_history else "cleared"}
+
+    # ------------------------------------------------------------------ inspection
+    def liveness(self, node: Node, now: int) -> tuple[str, int | None]:
+        latest = self.live.get(node.id)
+        if latest is None:
+            return "lost", None
+        age = max(0, now - latest[0])
+        interval_ms = self.config.nodes.agent_interval * 1000
+        if age <= self.config.nodes.stale_after * interval_ms:
+            return "online", latest[0]
+        if age <= self.config.nodes.lost_after * interval_ms:
+            return "stale", latest[0]
+        return "lost", latest[0]
+
+    def view(self, node: Node, now: int | None = None) -> dict[str, Any]:
+        now = now_ms() if now is None else now
+        liveness, last = self.liveness(node, now)
+        rt = node.runtime
+        return {
+            "name": node.name, "role": node.role, "provisioner": node.provisioner,
+            "status": rt.get("status", "external" if node.provisioner == "external" else "unknown"),
+            "container_id": rt.get("id", ""), "ip": rt.get("ip", ""), "image": rt.get("image", ""),
+            "host": rt.get("host", ""), "created": iso_ms(node.created_ms),
+            "last_reading": iso_ms(last) if last is not None else None,
+            "age_s": round((now - last) / 1000, 3) if last is not None else None,
+            "liveness": liveness,
+            **({"exit_code": rt["exit_code"]} if "exit_code" in rt else {}),
+        }
+
+    def status(self) -> list[dict[str, Any]]:
+        now = now_ms()
+        return [self.view(n, now) for n in sorted(self.store.nodes.values(), key=lambda n: _order(n.name))]
+
+
+def _order(name: str) -> tuple[str, int, str]:
+    m = re.match(r"^(.*?)-(\d+)$", name)
+    return (m.group(1), int(m.group(2)), name) if m else (name, 0, name)
+
+
+def _runtime(state: NodeState) -> dict[str, Any]:
+    d = msgspec.to_builtins(state)
+    d.pop("name", None)
+    d.pop("role", None)
+    d.pop("created_ms", None)
+    return d

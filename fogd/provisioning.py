@@ -1,0 +1,98 @@
+"""The provisioner contract: what a ``fogd_register_provisioners`` plugin returns.
+
+A provisioner runs node agents somewhere (Docker containers, Swarm services, local
+processes) and reports what runs. fogd's :class:`fogd.nodes.NodeManager` decides
+names, concurrency, bookkeeping and HTTP; a provisioner only does the backend work.
+The built-in ones are ``fogd/plugins/default_docker.py`` and ``default_process.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AsyncIterator, Protocol, runtime_checkable
+
+import msgspec
+
+from fogd.config import Config
+
+#: Labels on everything fogd creates; fogd only ever touches objects carrying its instance label.
+LABEL_INSTANCE = "io.fogd.instance"
+LABEL_ROLE = "io.fogd.role"
+LABEL_NODE = "io.fogd.node"
+
+
+class NodeSpec(msgspec.Struct, frozen=True):
+    """A node to start: its name, role, image and the agent's environment."""
+
+    name: str
+    role: str
+    image: str
+    env: dict[str, str]
+    labels: dict[str, str]
+
+
+class NodeState(msgspec.Struct, omit_defaults=True):
+    """What a provisioner knows about one node's runtime.
+
+    ``status`` is the backend's word (``created``, ``running``, ``exited``, ``dead``,
+    ``removing``); fogd adds ``missing`` (its record has no runtime any more).
+    """
+
+    name: str
+    role: str
+    status: str
+    id: str = ""  # container id, process id, service id
+    ip: str = ""
+    image: str = ""
+    created_ms: int = 0
+    host: str = ""
+    exit_code: int | None = None
+    error: str = ""
+
+
+class ProvisionerContext(msgspec.Struct, frozen=True):
+    """What fogd hands a provisioner when it opens it."""
+
+    config: Config
+    instance: str
+    data_dir: Path
+
+
+class BackendUnavailable(Exception):
+    """The provisioner's backend (e.g. the Docker engine) cannot be reached right now."""
+
+
+class ProvisionFailed(Exception):
+    """One node could not be created; the provisioner has removed what it had made."""
+
+
+@runtime_checkable
+class Provisioner(Protocol):
+    name: str
+
+    async def open(self, ctx: ProvisionerContext) -> None:
+        """Connect to the backend. Must not fail when the backend is down (``available`` says so)."""
+
+    async def available(self) -> bool:
+        """Can the backend be used right now?"""
+
+    async def prepare(self, image: str) -> None:
+        """Check/prepare what every node of a ``/create`` needs (image present, network
+        exists). Raise :class:`ProvisionFailed` with an operator-facing message."""
+
+    async def create(self, spec: NodeSpec) -> NodeState:
+        """Create and start one node. On failure raise :class:`ProvisionFailed` after
+        removing anything half-made, so fogd's view and the backend's agree."""
+
+    async def remove(self, state: NodeState) -> None:
+        """Stop and remove one node; only if it carries this instance's label."""
+
+    async def list(self) -> list[NodeState]:
+        """Every node of this instance the backend runs (or ran and still holds)."""
+
+    def watch(self) -> AsyncIterator[NodeState]:
+        """Status changes as they happen; ends (or raises BackendUnavailable) when the
+        backend goes away."""
+
+    async def close(self) -> None:
+        """Release connections; never stops nodes (they outlive fogd and are adopted)."""

@@ -1,0 +1,1 @@
+"""The fogd node agent: synthetic telemetry for one node, delivered without loss."""

@@ -1,0 +1,3 @@
+from node_agent.agent import main
+
+raise SystemExit(main())

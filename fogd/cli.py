@@ -8,6 +8,7 @@ non-zero with one clear line when the daemon is unreachable or says no.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from fogd import __version__
 
@@ -39,15 +40,32 @@ class Client:
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+        with self._open(method, path, body, query) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def stream(self, method: str, path: str, body: Any = None) -> Iterator[Any]:
+        """Yield the JSON lines of an NDJSON reply as they arrive."""
+        with self._open(method, path, body, None, accept="application/x-ndjson") as resp:
+            if "ndjson" not in resp.headers.get("Content-Type", ""):
+                yield json.loads(resp.read() or b"null")
+                return
+            for line in resp:
+                if line.strip():
+                    yield json.loads(line)
+
+    @contextlib.contextmanager
+    def _open(self, method: str, path: str, body: Any, query: dict[str, Any] | None,
+              accept: str = "application/json") -> Iterator[Any]:
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
+        headers = {"Accept": accept}
+        if data:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read() or b"null")
+            resp = urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
@@ -60,6 +78,8 @@ class Client:
             reason = getattr(exc, "reason", exc)
             raise CliError(f"cannot reach fogd at {self.url} ({reason}); is `fogd serve` running? "
                            "(set --url or FOGD_URL)", EXIT_UNREACHABLE) from None
+        with resp:
+            yield resp
 
 
 # ---------------------------------------------------------------------- output
@@ -170,6 +190,55 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+NODE_COLUMNS = ["name", "role", "status", "liveness", "container_id", "ip", "image", "last_reading"]
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Print each node as it starts (the daemon streams NDJSON), then the summary."""
+    body = {"fog": args.fog, "cloud": args.cloud}
+    summary: dict[str, Any] = {}
+    nodes: list[dict[str, Any]] = []
+    for event in args.client.stream("POST", "/create", body):
+        if event.get("event") == "node":
+            nodes.append(event)
+            if not args.json:
+                mark = "started" if event["ok"] else f"FAILED: {event['error']}"
+                extra = f" {event['container_id']} {event['ip']}" if event["ok"] else ""
+                print(f"[{event['elapsed_s']:6.2f}s] {event['name']:<10} {mark}{extra}", flush=True)
+        elif event.get("event") == "done":
+            summary = event
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{len(summary.get('created', []))} created, {len(summary.get('failed', []))} failed "
+              f"with {summary.get('provisioner')} in {summary.get('elapsed_s', 0):.2f} s")
+    return 0 if not summary.get("failed") else EXIT_ERROR
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    result = args.client.request("GET", "/nodes")
+    emit(args, result, table([{"node": k, "id": v} for k, v in result.items()], ["node", "id"])
+         if result else "no nodes")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    result = args.client.request("GET", "/nodes/status")
+    emit(args, result, table(result, NODE_COLUMNS) if result else "no nodes")
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    result = args.client.request("POST", "/cleanup", {"keep_history": args.keep_history})
+    human = f"removed {len(result['removed'])} nodes ({result['provisioner']}); history {result['history']}"
+    if result["removed"]:
+        human += "\n" + table(result["removed"], ["name", "role", "id"])
+    for failure in result["failed"]:
+        human += f"\nFAILED {failure['name']}: {failure['error']}"
+    emit(args, result, human)
+    return 0 if not result["failed"] else EXIT_ERROR
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -209,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("live", parents=[common], help="the latest reading of every node")
     s.set_defaults(func=cmd_live)
+
+    s = sub.add_parser("create", parents=[common], help="start fog and cloud nodes")
+    s.add_argument("--fog", type=int, default=0, help="fog nodes to add")
+    s.add_argument("--cloud", type=int, default=0, help="cloud nodes to add")
+    s.set_defaults(func=cmd_create)
+
+    s = sub.add_parser("nodes", parents=[common], help="node name -> container (or process) id")
+    s.set_defaults(func=cmd_nodes)
+
+    s = sub.add_parser("status", parents=[common], help="every node: role, status, liveness, ip, image")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("cleanup", parents=[common], help="remove this fogd's nodes (and their history)")
+    s.add_argument("--keep-history", action="store_true", help="keep the nodes' readings")
+    s.set_defaults(func=cmd_cleanup)
 
     s = sub.add_parser("plugins", parents=[common], help="loaded plugins and the hooks they implement")
     s.add_argument("--config", help="path to fogd.toml (for plugins.disabled)")

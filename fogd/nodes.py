@@ -134,6 +134,7 @@ class NodeManager:
                                                   "role": node.role}, NodeState))
 
     async def _apply(self, state: NodeState) -> None:
+        log.debug("backend event: %s", state)
         node = self.store.nodes.get(state.name)
         if node is None or node.provisioner != (self.provisioner.name if self.provisioner else None):
             if state.status in ("removed", "exited"):
@@ -242,7 +243,8 @@ class NodeManager:
                 running = {s.name: s for s in await self.provisioner.list()}
             except BackendUnavailable as exc:
                 raise Unavailable(f"{exc}; nothing was removed") from None
-            records = {n.name: n for n in self.store.nodes.values() if n.provisioner == self.provisioner.name}
+            records = {n.name: n for n in self.store.nodes.values() if n.provisioner == self.provisioner.name
+                       and not (keep_history and n.runtime.get("status") == "removed")}
             removed, failed = [], []
 
             async def one(name: str) -> None:

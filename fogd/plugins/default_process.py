@@ -48,6 +48,9 @@ class ProcessProvisioner:
     def __init__(self) -> None:
         self._ctx: ProvisionerContext | None = None
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        # pid -> state of every agent seen running (created here or found in /proc): the
+        # watch reports each one that exits, even if it lived shorter than a poll.
+        self._tracked: dict[str, NodeState] = {}
 
     async def open(self, ctx: ProvisionerContext) -> None:
         self._ctx = ctx
@@ -93,8 +96,10 @@ class ProcessProvisioner:
         await asyncio.sleep(0.05)
         if proc.poll() is not None:
             raise ProvisionFailed(f"agent {spec.name} exited at once with {proc.returncode}; see {logfile}")
-        return NodeState(name=spec.name, role=spec.role, status="running", id=str(proc.pid), ip="127.0.0.1",
-                         image="process", created_ms=int(time.time() * 1000), host=os.uname().nodename)
+        state = NodeState(name=spec.name, role=spec.role, status="running", id=str(proc.pid), ip="127.0.0.1",
+                          image="process", created_ms=int(time.time() * 1000), host=os.uname().nodename)
+        self._tracked[state.id] = state
+        return state
 
     async def remove(self, state: NodeState) -> None:
         pid = int(state.id) if state.id.isdigit() else 0
@@ -131,21 +136,22 @@ class ProcessProvisioner:
         return states
 
     async def watch(self) -> AsyncIterator[NodeState]:
-        """Poll this instance's agents; report the ones that exit."""
-        known = {s.id: s for s in await self.list()}
+        """Poll this instance's agents; report the ones that appear and the ones that exit."""
+        self._tracked.update({st.id: st for st in await self.list()})
         while True:
             await asyncio.sleep(POLL_S)
-            now = {s.id: s for s in await self.list()}
-            for pid, state in known.items():
+            now = {st.id: st for st in await self.list()}
+            for pid, state in list(self._tracked.items()):
                 if pid not in now:
+                    del self._tracked[pid]
                     proc = self._children.pop(int(pid), None)
                     code = proc.poll() if proc is not None else None
                     yield NodeState(name=state.name, role=state.role, status="exited", id=pid,
                                     image="process", exit_code=code)
             for pid, state in now.items():
-                if pid not in known:
+                if pid not in self._tracked:
+                    self._tracked[pid] = state
                     yield state
-            known = now
 
 
 @hookimpl

@@ -217,8 +217,12 @@ class DockerProvisioner:
                                 id=(event.get("id") or "")[:12], image=attrs.get("image", ""),
                                 exit_code=int(exit_code) if exit_code is not None else None)
         finally:
-            await events.events.stop()
-            await events.close()
+            try:
+                await events.events.stop()  # raises when the engine already dropped the stream
+            except Exception as exc:
+                log.debug("stopping the event stream: %r", exc)
+            finally:
+                await events.close()
 
 
 @hookimpl

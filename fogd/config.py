@@ -118,6 +118,7 @@ class NodesConfig(_Section):
     create_parallelism: int = 8
     agent_interval: float = 1.0
     anomaly_rate: float = 0.01
+    agent_start_jitter: float = 4.0
     fogd_url: str = ""
     stale_after: float = 3.0
     lost_after: float = 10.0

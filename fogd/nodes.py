@@ -172,10 +172,13 @@ class NodeManager:
             host = "127.0.0.1"
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
-    def _spec(self, name: str, role: str) -> NodeSpec:
+    def _spec(self, name: str, role: str, batch: int) -> NodeSpec:
         nodes = self.config.nodes
+        # The herd grows with the batch: 80 ms of spread per node, at most agent_start_jitter.
+        jitter = min(nodes.agent_start_jitter, 0.08 * batch)
         env = {"FOGD_URL": self.agent_url(), "FOGD_NODE": name, "FOGD_ROLE": role,
                "FOGD_INTERVAL": repr(nodes.agent_interval), "FOGD_ANOMALY_RATE": repr(nodes.anomaly_rate),
+               "FOGD_START_JITTER": repr(round(jitter, 3)),
                "FOGD_INSTANCE": nodes.instance}
         labels = {LABEL_INSTANCE: nodes.instance, LABEL_ROLE: role, LABEL_NODE: name}
         return NodeSpec(name=name, role=role, image=nodes.image, env=env, labels=labels)
@@ -205,8 +208,8 @@ class NodeManager:
             except BackendUnavailable as exc:
                 raise Unavailable(str(exc)) from None
 
-            specs = [self._spec(n, "fog") for n in self._next_names("fog", fog)]
-            specs += [self._spec(n, "cloud") for n in self._next_names("cloud", cloud)]
+            specs = [self._spec(n, "fog", total) for n in self._next_names("fog", fog)]
+            specs += [self._spec(n, "cloud", total) for n in self._next_names("cloud", cloud)]
             gate = asyncio.Semaphore(self.config.nodes.create_parallelism)
             started = time.monotonic()
 

@@ -137,3 +137,49 @@ async def test_a_missing_image_is_a_clear_error(fogd_app, provisioner):
     body = await assert_error(await client.post("/create", json={"fog": 1}), 409, "image_missing")
     assert "docker build -t fogd-node:no-such-tag node_agent/" in body["detail"]
     assert await (await client.get("/nodes")).json() == {}
+
+
+async def test_cleanup_can_keep_history(fogd_app, provisioner):
+    client = await fogd_app()
+    await client.post("/create", json={"fog": 1})
+
+    async def has_data() -> bool:
+        return (await status_of(client))["fog-1"]["last_reading"] is not None
+    await wait_for(has_data, 30, "a first reading")
+    body = await (await client.post("/cleanup", json={"keep_history": True})).json()
+    assert [r["name"] for r in body["removed"]] == ["fog-1"] and body["history"] == "kept"
+    data = await (await client.get("/nodes/fog-1/data")).json()
+    assert data["count"] > 0
+    assert (await status_of(client))["fog-1"]["status"] == "removed"
+    # the name stays taken by the kept history: the next node is fog-2
+    more = await (await client.post("/create", json={"fog": 1})).json()
+    assert [n["name"] for n in more["created"]] == ["fog-2"]
+
+
+async def test_auto_picks_docker_when_it_answers_and_processes_otherwise(fogd_app, provisioner, tmp_path):
+    if provisioner != "docker":
+        return
+    client = await fogd_app(nodes={"provisioner": "auto"})
+    assert (await (await client.get("/healthz")).json())["provisioner"]["name"] == "docker"
+    await client.close()
+    client = await fogd_app(nodes={"provisioner": "auto"}, docker={"host": f"unix://{tmp_path}/nothing.sock"})
+    assert (await (await client.get("/healthz")).json())["provisioner"] == {"name": "process", "status": "ok"}
+
+
+async def test_a_named_network_is_created_and_labelled(fogd_app, provisioner):
+    if provisioner != "docker":
+        return
+    network = f"fogd-{fogd_app.config.nodes.instance}"
+    client = await fogd_app(docker={"network": network})
+    try:
+        body = await (await client.post("/create", json={"fog": 1})).json()
+        assert body["failed"] == [], body
+        net = docker_json("network", "inspect", network)[0]
+        assert net["Labels"]["io.fogd.instance"] == fogd_app.config.nodes.instance
+        info = docker_json("inspect", body["created"][0]["container_id"])[0]
+        assert list(info["NetworkSettings"]["Networks"]) == [network]
+        env = dict(e.split("=", 1) for e in info["Config"]["Env"])
+        assert env["FOGD_URL"].startswith("http://host.docker.internal:")  # no traffic is sent there here
+    finally:
+        await client.post("/cleanup", json={})
+        subprocess.run(["docker", "network", "rm", network], capture_output=True)

@@ -7,6 +7,7 @@ import time
 import uuid
 
 from tests.helpers import Daemon
+from tests.nodes.conftest import remove_instance
 
 
 def fogd(*args, url):
@@ -45,4 +46,4 @@ def test_create_status_cleanup(tmp_path):
         assert bad.returncode == 1 and "at least one node" in bad.stderr
     finally:
         d.kill()
-        subprocess.run(["pkill", "-KILL", "-f", "--", f"--fogd-instance={instance}"], capture_output=True)
+        remove_instance("process", instance)

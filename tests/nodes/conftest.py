@@ -60,7 +60,12 @@ async def fogd_app(aiohttp_client, make_config, provisioner) -> Callable[..., Aw
 
     start.config = config  # type: ignore[attr-defined]
     yield start
-    instance = config.nodes.instance
+    remove_instance(provisioner, config.nodes.instance)
+
+
+def remove_instance(provisioner: str, instance: str) -> None:
+    """Remove whatever a test's fogd instance left running: containers by label, agent
+    processes by their command-line marker."""
     if provisioner == "docker":
         ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.fogd.instance={instance}"],
                              capture_output=True, text=True).stdout.split()

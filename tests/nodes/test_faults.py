@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import assert_error
-from tests.nodes.conftest import IMAGE, status_of, wait_for
+from tests.nodes.conftest import IMAGE, remove_instance, status_of, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -70,13 +69,7 @@ async def test_agents_lose_nothing_while_fogd_is_down_for_20_s(provisioner, daem
         if d.proc and d.proc.poll() is None:
             call(d.url + "/cleanup", "POST", {})
         d.kill()
-        if provisioner == "docker":
-            ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.fogd.instance={instance}"],
-                                 capture_output=True, text=True).stdout.split()
-            if ids:
-                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
-        else:
-            subprocess.run(["pkill", "-KILL", "-f", "--", f"--fogd-instance={instance}"], capture_output=True)
+        remove_instance(provisioner, instance)
 
 
 def _async(fn):

@@ -1,6 +1,7 @@
 """The plugin host: built-ins as plugins, entry points, disabling, failures by name."""
 
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,10 @@ def installed_plugin(tmp_path_factory) -> Path:
     """pip-install the fixture distribution into its own directory (a real install, with
     its entry points in a dist-info), returned for sys.path / PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / FIXTURE.name
+    shutil.copytree(FIXTURE, source)  # setuptools builds in the source tree: not in ours
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--disable-pip-version-check", "--target", str(target), str(FIXTURE)],
+                    "--disable-pip-version-check", "--target", str(target), str(source)],
                    check=True, capture_output=True)
     return target
 

@@ -17,11 +17,11 @@ from typing import Any, Awaitable, Callable
 import msgspec
 
 from fogd.config import Config
-from fogd.errors import FogdError, Invalid, Unavailable
+from fogd.errors import ConfigError, FogdError, Invalid, Unavailable
 from fogd.live import LiveCache
 from fogd.model import iso_ms, now_ms
-from fogd.provisioning import (LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable, NodeSpec, NodeState,
-                               Provisioner, ProvisionerContext, ProvisionFailed)
+from fogd.provisioning import (LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable, ImageMissing,
+                               NodeSpec, NodeState, Provisioner, ProvisionerContext, ProvisionFailed)
 from fogd.store import Node, Store
 
 log = logging.getLogger("fogd.nodes")
@@ -31,8 +31,14 @@ RECONNECT_S = 2.0
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class ImageMissing(FogdError):
+class PrepareFailed(FogdError):
+    """The provisioner cannot start any node (image missing, network refused)."""
+
     status = 409
+    kind = "prepare_failed"
+
+
+class NodeImageMissing(PrepareFailed):
     kind = "image_missing"
 
 
@@ -70,7 +76,6 @@ class NodeManager:
                      else "no Docker engine answered; node agents run as local processes")
         else:
             if wanted not in self.provisioners:
-                from fogd.errors import ConfigError
                 raise ConfigError(f"nodes.provisioner: {wanted!r} is not a registered provisioner "
                                   f"(have: {', '.join(sorted(self.provisioners))})")
             self.provisioner = self.provisioners[wanted]
@@ -203,8 +208,10 @@ class NodeManager:
                                   "fogd keeps serving ingest and queries and reconnects by itself")
             try:
                 await self.provisioner.prepare(self.config.nodes.image)
+            except ImageMissing as exc:
+                raise NodeImageMissing(str(exc), image=self.config.nodes.image) from None
             except ProvisionFailed as exc:
-                raise ImageMissing(str(exc), image=self.config.nodes.image) from None
+                raise PrepareFailed(str(exc)) from None
             except BackendUnavailable as exc:
                 raise Unavailable(str(exc)) from None
 
@@ -270,7 +277,7 @@ class NodeManager:
             gone = [r["name"] for r in removed]
             if keep_history:
                 for name in gone:
-                    node = self.store.nodes[name] if name in self.store.nodes else None
+                    node = self.store.nodes.get(name)
                     if node is not None:
                         await self.store.save_node(name, node.role, node.provisioner,
                                                    {**node.runtime, "status": "removed"}, node.created_ms)

@@ -66,6 +66,11 @@ class ProvisionFailed(Exception):
     """One node could not be created; the provisioner has removed what it had made."""
 
 
+class ImageMissing(ProvisionFailed):
+    """``prepare``: the node image is not where the provisioner needs it; the message
+    says how to build it."""
+
+
 @runtime_checkable
 class Provisioner(Protocol):
     name: str

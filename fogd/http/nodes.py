@@ -89,7 +89,8 @@ async def post_create(request: web.Request) -> web.StreamResponse:
     if "application/x-ndjson" not in request.headers.get("Accept", ""):
         result = await fogd.nodes.create(req.fog, req.cloud)
         return json(result, status=_create_status(result))
-    # Validation errors must still be plain JSON errors, so check before streaming.
+    # The stream is prepared when the first node reports, so a request rejected before
+    # any node starts (validation, image missing, backend down) still gets a JSON error.
     stream = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
 
     async def progress(item: dict) -> None:

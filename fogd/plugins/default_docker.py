@@ -21,8 +21,8 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from fogd.plugins.markers import hookimpl
-from fogd.provisioning import (LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable, NodeSpec,
-                               NodeState, ProvisionerContext, ProvisionFailed)
+from fogd.provisioning import (LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable, ImageMissing,
+                               NodeSpec, NodeState, ProvisionerContext, ProvisionFailed)
 
 log = logging.getLogger("fogd.docker")
 
@@ -107,7 +107,7 @@ class DockerProvisioner:
             await self.docker.images.inspect(image)
         except DockerError as exc:
             if exc.status == 404:
-                raise ProvisionFailed(
+                raise ImageMissing(
                     f"image {image!r} is not on the Docker host; build it with "
                     f"`docker build -t {image} node_agent/` (or scripts/docker-engine.sh, which "
                     "needs no registry), or set nodes.image") from None

@@ -49,7 +49,7 @@ async def test_create_streams_telemetry_and_cleanup_removes_exactly_ours(fogd_ap
                    for labels in ([], ["--label", "io.fogd.instance=someone-else", "--label", "io.fogd.node=fog-1"])]
     else:
         foreign = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker])
-                   for marker in ("--fogd-node=fog-1", f"--fogd-instance=someone-else")]
+                   for marker in ("--fogd-node=fog-1", "--fogd-instance=someone-else")]
 
     try:
         resp = await client.post("/cleanup", json={})

@@ -134,6 +134,31 @@ class NodesConfig(_Section):
             raise ValueError("stale_after must be positive and below lost_after")
 
 
+class AnalysisConfig(_Section):
+    interval: float = 10.0
+    window: float = 300.0
+    max_points: int = 300
+    min_points: int = 5
+    temperature_rate: float = 2.0
+    humidity_rate: float = 10.0
+    power_rate: float = 150.0
+    temperature_drift: float = 0.25
+    humidity_drift: float = 1.0
+    power_drift: float = 15.0
+    drift_min_span: float = 120.0
+    drift_min_r2: float = 0.8
+    zscore: float = 4.0
+    baseline_min_std: float = 0.2
+    clear_after: int = 3
+    rules_disabled: list[str] = []
+
+    def __post_init__(self) -> None:
+        if self.interval < 0 or self.window <= 0 or self.max_points < 2 or self.min_points < 2:
+            raise ValueError("interval must be >= 0; window, max_points and min_points positive (points >= 2)")
+        if self.clear_after < 1:
+            raise ValueError("clear_after must be at least 1")
+
+
 class DockerConfig(_Section):
     host: str = ""
     network: str = "fogd"
@@ -156,6 +181,7 @@ class Config(_Section):
     alerts: AlertsConfig = _section(AlertsConfig)
     plugins: PluginsConfig = _section(PluginsConfig)
     nodes: NodesConfig = _section(NodesConfig)
+    analysis: AnalysisConfig = _section(AnalysisConfig)
     docker: DockerConfig = _section(DockerConfig)
     log: LogConfig = _section(LogConfig)
     plugin: dict[str, dict[str, Any]] = {}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from fogd.analysis import Analyzer
 from fogd.config import Config
 from fogd.ingest import Ingestor
 from fogd.live import LiveCache
@@ -29,6 +30,7 @@ class Fogd:
     live: LiveCache
     ingestor: Ingestor
     nodes: NodeManager
+    analyzer: Analyzer
     started: float = field(default_factory=time.time)
 
 

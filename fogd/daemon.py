@@ -8,6 +8,8 @@ it until SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 from typing import AsyncIterator
@@ -15,6 +17,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from fogd import __version__
+from fogd.analysis import Analyzer
 from fogd.config import Config
 from fogd.context import FOGD, Fogd
 from fogd.errors import ConfigError
@@ -54,8 +57,15 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
         writer = GroupCommitWriter(store, config.ingest.commit_max_rows, committed)
         writer.start()
         nodes = NodeManager(config, store, live, plugins.registries["provisioners"])
+
+        def rule_failed(rule: str, exc: BaseException) -> None:
+            log.error("analysis rule %r raised: %s: %s", rule, type(exc).__name__, exc, exc_info=exc)
+            metrics.rule_errors.labels(rule).inc()
+
+        analyzer = Analyzer(config, store, plugins.registries["rules"], rule_failed)
         fogd = Fogd(config=config, plugins=plugins, metrics=metrics, store=store, writer=writer,
-                    live=live, ingestor=Ingestor(config, plugins, store, writer), nodes=nodes)
+                    live=live, ingestor=Ingestor(config, plugins, store, writer), nodes=nodes,
+                    analyzer=analyzer)
         app[FOGD] = fogd
         try:
             await nodes.start()
@@ -64,11 +74,17 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
             await store.close()
             raise
         await plugins.call_each_async("fogd_startup", app=app, config=config)
+        loop_task = asyncio.create_task(analysis_loop(fogd), name="fogd-analysis-loop") \
+            if config.analysis.interval > 0 else None
         log.info("fogd %s: store %s (%d nodes), plugins: %s", __version__, path, len(store.nodes),
                  ", ".join(n for n, i in plugins.infos.items() if i.status == "loaded") or "none")
         try:
             yield
         finally:
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
             await plugins.call_each_async("fogd_shutdown", app=app)
             await nodes.stop()
             await writer.close()
@@ -77,6 +93,19 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def analysis_loop(fogd: Fogd) -> None:
+    """Analyze every fog node each ``analysis.interval`` seconds."""
+    interval = fogd.config.analysis.interval
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            result = await fogd.analyzer.analyze()
+            fogd.metrics.analysis_runs.inc()
+            fogd.metrics.analysis_latency.observe(result["elapsed_ms"] / 1000)
+        except Exception:
+            log.exception("background analysis failed; trying again in %.0f s", interval)
 
 
 def check_listen(config: Config) -> None:

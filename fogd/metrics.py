@@ -39,6 +39,12 @@ class Metrics:
         self.plugin_errors = Counter(
             "fogd_plugin_errors", "Exceptions raised by plugin hook implementations.",
             ["plugin", "hook"], registry=r)
+        self.rule_errors = Counter(
+            "fogd_rule_errors", "Exceptions raised by analysis rules, by rule.", ["rule"], registry=r)
+        self.analysis_runs = Counter("fogd_analysis_runs", "Analysis passes over the fog nodes.", registry=r)
+        self.analysis_latency = Histogram(
+            "fogd_analysis_duration_seconds", "Time of one analysis pass.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 10.0), registry=r)
         self.nodes = Gauge("fogd_nodes", "Nodes known to fogd, by role, runtime status and liveness.",
                            ["role", "status", "liveness"], registry=r)
         self.write_queue = Gauge(

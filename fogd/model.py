@@ -96,3 +96,12 @@ def reading_view(node: str, role: str, ts_ms: int, seq: int | None, temperature:
         "seq": seq,
         "extra": extra or {},
     }
+
+
+def stored_reading_view(reading: Reading, role: str, seq: int | None = None) -> dict[str, Any]:
+    """The JSON view of a reading fogd has just normalized and stored."""
+    assert reading.timestamp is not None
+    return reading_view(reading.node, role, utc_ms(reading.timestamp), reading.seq if seq is None else seq,
+                        reading.temperature, reading.humidity, reading.power, reading.comfortIndex,
+                        ALERT_CODE.get(reading.alertStatus, 0),  # type: ignore[arg-type]
+                        reading.source, reading.extra)

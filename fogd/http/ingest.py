@@ -10,7 +10,7 @@ from aiohttp import web
 from fogd.context import FOGD
 from fogd.errors import Invalid, Malformed, TooLarge, invalid_from
 from fogd.http.responses import json
-from fogd.model import ALERT_CODE, INGEST_DECODER, Reading, reading_view, utc_ms
+from fogd.model import INGEST_DECODER, Reading, stored_reading_view
 
 
 async def post_ingest(request: web.Request) -> web.Response:
@@ -53,9 +53,7 @@ async def post_ingest(request: web.Request) -> web.Response:
     if single:
         r = readings[0]
         node = fogd.store.nodes[r.node]
-        view = reading_view(node.name, node.role, utc_ms(r.timestamp), r.seq,  # type: ignore[arg-type]
-                            r.temperature, r.humidity, r.power, r.comfortIndex,
-                            ALERT_CODE.get(r.alertStatus, 0), r.source, r.extra)  # type: ignore[arg-type]
+        view = stored_reading_view(r, node.role)
         view["duplicate"] = not stored
         return json(view, status=201 if stored else 200)
     return json({"received": len(flags), "stored": stored, "duplicates": len(flags) - stored},

@@ -17,7 +17,7 @@ from fogd.model import parse_time
 MAX_HISTORY = 10_000
 
 
-def _time_param(request: web.Request, name: str) -> int | None:
+def time_param(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
@@ -37,7 +37,7 @@ async def get_node_data(request: web.Request) -> web.Response:
     if node is None:
         raise NotFound(f"no node named {name!r}", node=name)
     limit = query_int(request, "limit", 100, 1, MAX_HISTORY)
-    since, until = _time_param(request, "since"), _time_param(request, "until")
+    since, until = time_param(request, "since"), time_param(request, "until")
     if since is not None and until is not None and since > until:
         raise Invalid("query parameters 'since' and 'until': since is after until", field="since")
     latest = fogd.live.get(node.id)

@@ -29,6 +29,7 @@ log = logging.getLogger("fogd.plugins")
 #: Built-in plugins, registered under their short module name.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "fogd.plugins.default_normalize",
+    "fogd.plugins.default_rules",
     "fogd.plugins.default_docker",
     "fogd.plugins.default_process",
 )

@@ -50,6 +50,27 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_ts ON events(ts);
     CREATE INDEX events_node_ts ON events(node_id, ts);
     """,
+    # 3: alerts with a lifecycle (open -> acknowledged -> cleared).
+    """
+    CREATE TABLE alerts (
+        id            INTEGER PRIMARY KEY,
+        node_id       INTEGER NOT NULL REFERENCES nodes(id),
+        rule          TEXT NOT NULL,
+        severity      TEXT NOT NULL,            -- warning | critical (the worst seen while open)
+        state         TEXT NOT NULL,            -- open | acknowledged | cleared
+        message       TEXT NOT NULL,
+        evidence      TEXT NOT NULL DEFAULT '{}',
+        opened_ms     INTEGER NOT NULL,
+        updated_ms    INTEGER NOT NULL,
+        cleared_ms    INTEGER,
+        acked_ms      INTEGER,
+        findings      INTEGER NOT NULL DEFAULT 1,   -- evaluations that found it
+        normal_streak INTEGER NOT NULL DEFAULT 0    -- consecutive evaluations without it
+    );
+    -- at most one live (not cleared) alert per node and rule
+    CREATE UNIQUE INDEX alerts_live ON alerts(node_id, rule) WHERE state != 'cleared';
+    CREATE INDEX alerts_state ON alerts(state, updated_ms);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

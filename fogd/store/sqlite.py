@@ -34,6 +34,10 @@ CHECKPOINT_INTERVAL = 0.5
 INSERT_CHUNK = 1000
 HISTORY_SQL = (f"SELECT {_SELECT} FROM readings WHERE node_id = ? AND ts BETWEEN ? AND ? "
                "ORDER BY ts DESC LIMIT ?")
+WINDOW_SQL = ("SELECT ts, temperature, humidity, power, comfort FROM readings "
+              "WHERE node_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?")
+ALERT_COLUMNS = ("id, node_id, rule, severity, state, message, evidence, opened_ms, updated_ms, cleared_ms, "
+                 "acked_ms, findings, normal_streak")
 LATEST_SQL = (f"SELECT n.id, {_SELECT} FROM nodes n JOIN readings r ON r.id = "
               "(SELECT id FROM readings WHERE node_id = n.id ORDER BY ts DESC LIMIT 1)")
 
@@ -222,6 +226,7 @@ class Store:
                 try:
                     await self._w.execute("BEGIN")
                     await self._w.execute("DELETE FROM events WHERE node_id = ?", (node.id,))
+                    await self._w.execute("DELETE FROM alerts WHERE node_id = ?", (node.id,))
                     await self._w.execute("DELETE FROM readings WHERE node_id = ?", (node.id,))
                     await self._w.execute("DELETE FROM nodes WHERE id = ?", (node.id,))
                     await self._w.execute("COMMIT")
@@ -257,6 +262,110 @@ class Store:
                     await self._safe_rollback()
                 raise StoreFailed(f"could not store readings: {exc}") from exc
         return _stored_flags(groups, inserted)
+
+    # ------------------------------------------------------------------ analysis
+    async def window(self, node_id: int, since_ms: int, until_ms: int, limit: int) -> list[tuple]:
+        """The newest ``limit`` readings of one node in ``[since_ms, until_ms]``, oldest
+        first: ``(ts, temperature, humidity, power, comfort)``."""
+        rows = await self._r.execute_fetchall(WINDOW_SQL, (node_id, since_ms, until_ms, limit))
+        return list(reversed(rows))
+
+    async def live_alerts(self) -> list[tuple]:
+        """Alerts not cleared: ``(id, node_id, rule, severity, state, findings, normal_streak,
+        message, evidence)``."""
+        return list(await self._r.execute_fetchall(
+            "SELECT id, node_id, rule, severity, state, findings, normal_streak, message, evidence FROM alerts "
+            "WHERE state != 'cleared'"))
+
+    async def record_analysis(self, events: list[tuple], opened: list[tuple], updated: list[tuple],
+                              cleared: list[tuple]) -> list[int]:
+        """Write one analysis pass atomically; returns the ids of the opened alerts.
+
+        ``events``: ``(ts, node_id, kind, rule, severity, message, evidence_json)``;
+        ``opened``: ``(node_id, rule, severity, message, evidence_json, ts)``;
+        ``updated``: ``(severity, message, evidence_json, ts, findings, normal_streak, id)``;
+        ``cleared``: ``(ts, id)``.
+        """
+        ids: list[int] = []
+        async with self._write_lock:
+            try:
+                await self._w.execute("BEGIN")
+                if events:
+                    await self._w.executemany(
+                        "INSERT INTO events (ts, node_id, kind, rule, severity, message, evidence) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+                for row in opened:
+                    cur = await self._w.execute(
+                        "INSERT INTO alerts (node_id, rule, severity, state, message, evidence, opened_ms, "
+                        "updated_ms) VALUES (?, ?, ?, 'open', ?, ?, ?, ?)", (*row, row[-1]))
+                    ids.append(cur.lastrowid)  # type: ignore[arg-type]
+                if updated:
+                    await self._w.executemany(
+                        "UPDATE alerts SET severity = ?, message = ?, evidence = ?, updated_ms = ?, "
+                        "findings = ?, normal_streak = ? WHERE id = ?", updated)
+                if cleared:
+                    await self._w.executemany(
+                        "UPDATE alerts SET state = 'cleared', cleared_ms = ?, updated_ms = cleared_ms "
+                        "WHERE id = ?", [(ts, id_) for ts, id_ in cleared])
+                await self._w.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await self._safe_rollback()
+                raise StoreFailed(f"could not record the analysis: {exc}") from exc
+        return ids
+
+    async def ack_alert(self, alert_id: int, ts: int) -> tuple | None:
+        """Acknowledge a live alert; returns the alert row, or None when there is none."""
+        async with self._write_lock:
+            try:
+                rows = await self._w.execute_fetchall(
+                    f"UPDATE alerts SET state = 'acknowledged', acked_ms = ? WHERE id = ? AND state != 'cleared' "
+                    f"RETURNING {ALERT_COLUMNS}", (ts, alert_id))
+            except sqlite3.Error as exc:
+                raise StoreFailed(f"could not acknowledge alert {alert_id}: {exc}") from exc
+        return rows[0] if rows else None
+
+    async def alerts(self, states: tuple[str, ...], node_id: int | None, severity: str | None,
+                     limit: int) -> list[tuple]:
+        where = [f"state IN ({','.join('?' * len(states))})"]
+        params: list[Any] = list(states)
+        if node_id is not None:
+            where.append("node_id = ?")
+            params.append(node_id)
+        if severity is not None:
+            where.append("severity = ?")
+            params.append(severity)
+        return list(await self._r.execute_fetchall(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(where)} ORDER BY updated_ms DESC, id DESC "
+            "LIMIT ?", (*params, limit)))
+
+    async def alert(self, alert_id: int) -> tuple | None:
+        rows = await self._r.execute_fetchall(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))
+        return rows[0] if rows else None
+
+    async def events(self, node_id: int | None, since_ms: int | None, until_ms: int | None,
+                     limit: int) -> list[tuple]:
+        """Events newest first: ``(id, ts, node_id, kind, rule, severity, message, evidence)``."""
+        lo = -(2**63) if since_ms is None else since_ms
+        hi = 2**63 - 1 if until_ms is None else until_ms
+        if node_id is None:
+            sql = ("SELECT id, ts, node_id, kind, rule, severity, message, evidence FROM events "
+                   "WHERE ts BETWEEN ? AND ? ORDER BY ts DESC, id DESC LIMIT ?")
+            params: tuple = (lo, hi, limit)
+        else:
+            sql = ("SELECT id, ts, node_id, kind, rule, severity, message, evidence FROM events "
+                   "WHERE node_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC, id DESC LIMIT ?")
+            params = (node_id, lo, hi, limit)
+        return list(await self._r.execute_fetchall(sql, params))
+
+    async def alert_counts(self) -> dict[tuple[str, str], int]:
+        """Live alerts by (state, severity)."""
+        rows = await self._r.execute_fetchall(
+            "SELECT state, severity, COUNT(*) FROM alerts WHERE state != 'cleared' GROUP BY state, severity")
+        return {(state, sev): n for state, sev, n in rows}
+
+    async def add_event(self, event: tuple) -> None:
+        """One event ``(ts, node_id, kind, rule, severity, message, evidence_json)``."""
+        await self.record_analysis([event], [], [], [])
 
     async def _safe_rollback(self) -> None:
         try:

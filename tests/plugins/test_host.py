@@ -136,7 +136,7 @@ class RulesB:
 def test_registries_collect_by_name_and_refuse_duplicates():
     host = build_plugin_host(entrypoints=False, extra=[RulesA()])
     host.collect_registries(Config())
-    assert list(host.registries["rules"]) == ["spike"]
+    assert "spike" in host.registries["rules"] and "temperature_anomaly" in host.registries["rules"]
     host = build_plugin_host(entrypoints=False, extra=[RulesA(), RulesB()])
     with pytest.raises(ConfigError, match="plugins 'RulesB' and 'RulesA' both register rule 'spike'"):
         create_app(Config(), host)
@@ -182,4 +182,4 @@ def test_fogd_plugins_cli_lists_plugins_and_hooks(with_plugin, tmp_path):
     assert any(line.startswith("units") and "fogd-test-units 1.0" in line and "fogd_register_rules" in line
                for line in lines)
     assert any(line.startswith("broken") and "failed" in line for line in lines)
-    assert "rules: units-rule" in out.stdout
+    assert "units-rule" in out.stdout.split("rules: ")[1].splitlines()[0]

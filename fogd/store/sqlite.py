@@ -305,8 +305,8 @@ class Store:
                         "findings = ?, normal_streak = ? WHERE id = ?", updated)
                 if cleared:
                     await self._w.executemany(
-                        "UPDATE alerts SET state = 'cleared', cleared_ms = ?, updated_ms = cleared_ms "
-                        "WHERE id = ?", [(ts, id_) for ts, id_ in cleared])
+                        "UPDATE alerts SET state = 'cleared', cleared_ms = ?, updated_ms = ? WHERE id = ?",
+                        [(ts, ts, id_) for ts, id_ in cleared])
                 await self._w.execute("COMMIT")
             except sqlite3.Error as exc:
                 await self._safe_rollback()

@@ -239,6 +239,60 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0 if not result["failed"] else EXIT_ERROR
 
 
+ALERT_COLUMNS = ["id", "node", "rule", "severity", "state", "opened", "updated", "message"]
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    query: dict[str, Any] = {"node": args.node}
+    if args.backtest:
+        if not args.since:
+            raise CliError("fogd analyze --backtest needs --since (ISO-8601 or epoch ms)", 2)
+        query.update(backtest="1", since=args.since, until=args.until, step=args.step)
+    result = args.client.request("POST", "/analyze", query=query)
+    lines = []
+    if args.backtest:
+        lines.append(f"backtest {result['since']} .. {result['until']}, every {result['step_ms'] / 1000:g} s, "
+                     f"rules: {', '.join(result['rules'])}")
+        for node in result["nodes"].values():
+            lines.append(f"{node['node']}: {node['readings']} readings, {node['opened']} alerts would have opened")
+            lines += [f"  {e['at']}  {e['rule']:<22} {e['change']:<9} {e['severity'] or '':<8} {e['message'] or ''}"
+                      for e in node["fired"]]
+    else:
+        lines.append(f"analyzed {result['analyzed']} nodes in {result['elapsed_ms']} ms "
+                     f"with {', '.join(result['rules'])}")
+        for node in result["nodes"].values():
+            for f in node["findings"]:
+                lines.append(f"  {f['severity'].upper():<8} {f['message']}")
+            for a in node["alerts"]:
+                lines.append(f"  alert {a.get('id', '?')} {a['rule']} {a['change']}")
+        if len(lines) == 1:
+            lines.append("  no findings")
+    for e in result["errors"]:
+        lines.append(f"  RULE FAILED {e['rule']}: {e['error']}")
+    emit(args, result, "\n".join(lines))
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    result = args.client.request("GET", "/alerts", query={"state": args.state, "node": args.node,
+                                                          "severity": args.severity, "limit": args.limit})
+    emit(args, result, table(result, ALERT_COLUMNS) if result else f"no {args.state} alerts")
+    return 0
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    result = args.client.request("POST", f"/alerts/{args.id}/ack")
+    emit(args, result, f"alert {result['id']} ({result['node']} {result['rule']}) acknowledged")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    result = args.client.request("POST", "/transfer", {"source": args.source, "destination": args.destination})
+    emit(args, result, f"copied {result['source']}'s latest reading ({result['copied']['timestamp']}) "
+                       f"into {result['destination']}\n" + table([result["stored"]], READING_COLUMNS))
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -293,6 +347,30 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cleanup", parents=[common], help="remove this fogd's nodes (and their history)")
     s.add_argument("--keep-history", action="store_true", help="keep the nodes' readings")
     s.set_defaults(func=cmd_cleanup)
+
+    s = sub.add_parser("analyze", parents=[common], help="run the analysis rules now (or a backtest)")
+    s.add_argument("--node", help="only this node (default: every fog node)")
+    s.add_argument("--backtest", action="store_true", help="replay stored history; writes nothing")
+    s.add_argument("--since", help="backtest start (ISO-8601 or epoch ms)")
+    s.add_argument("--until", help="backtest end (default: now)")
+    s.add_argument("--step", type=int, help="seconds between backtest evaluations (default: analysis.interval)")
+    s.set_defaults(func=cmd_analyze)
+
+    s = sub.add_parser("alerts", parents=[common], help="alerts (live by default)")
+    s.add_argument("--state", default="live", choices=["live", "open", "acknowledged", "cleared", "all"])
+    s.add_argument("--node")
+    s.add_argument("--severity", choices=["warning", "critical"])
+    s.add_argument("--limit", type=int, default=100)
+    s.set_defaults(func=cmd_alerts)
+
+    s = sub.add_parser("ack", parents=[common], help="acknowledge an alert")
+    s.add_argument("id", type=int)
+    s.set_defaults(func=cmd_ack)
+
+    s = sub.add_parser("transfer", parents=[common], help="copy SRC's latest metrics into DST")
+    s.add_argument("source")
+    s.add_argument("destination")
+    s.set_defaults(func=cmd_transfer)
 
     s = sub.add_parser("plugins", parents=[common], help="loaded plugins and the hooks they implement")
     s.add_argument("--config", help="path to fogd.toml (for plugins.disabled)")

@@ -293,6 +293,16 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import webbrowser
+
+    result = args.client.request("GET", "/dashboard/start")
+    url = result["dashboard_url"]
+    opened = False if args.no_open else webbrowser.open(url)
+    emit(args, {**result, "opened": opened}, f"Fog Console: {url}" + ("" if opened else " (open it in a browser)"))
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -371,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source")
     s.add_argument("destination")
     s.set_defaults(func=cmd_transfer)
+
+    s = sub.add_parser("dashboard", parents=[common], help="open the Grafana Fog Console in a browser")
+    s.add_argument("--no-open", action="store_true", help="only print the URL")
+    s.set_defaults(func=cmd_dashboard)
 
     s = sub.add_parser("plugins", parents=[common], help="loaded plugins and the hooks they implement")
     s.add_argument("--config", help="path to fogd.toml (for plugins.disabled)")

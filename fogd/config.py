@@ -159,6 +159,11 @@ class AnalysisConfig(_Section):
             raise ValueError("clear_after must be at least 1")
 
 
+class GrafanaConfig(_Section):
+    url: str = "http://127.0.0.1:3000"
+    dashboard_uid: str = "fog-console"
+
+
 class DockerConfig(_Section):
     host: str = ""
     network: str = "fogd"
@@ -183,6 +188,7 @@ class Config(_Section):
     nodes: NodesConfig = _section(NodesConfig)
     analysis: AnalysisConfig = _section(AnalysisConfig)
     docker: DockerConfig = _section(DockerConfig)
+    grafana: GrafanaConfig = _section(GrafanaConfig)
     log: LogConfig = _section(LogConfig)
     plugin: dict[str, dict[str, Any]] = {}
 
@@ -198,6 +204,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "FOGD_INSTANCE": ("nodes", "instance"),
     "FOGD_NODE_IMAGE": ("nodes", "image"),
     "FOGD_DOCKER_NETWORK": ("docker", "network"),
+    "FOGD_GRAFANA_URL": ("grafana", "url"),
 }
 
 

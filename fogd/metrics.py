@@ -68,3 +68,8 @@ class Metrics:
         if hist is None:
             hist = self._latency_children[route] = self.http_latency.labels(route)
         hist.observe(seconds)
+
+
+def total(counter: Counter) -> float:
+    """The sum of a counter over all its labels (public API: its collected samples)."""
+    return sum(s.value for family in counter.collect() for s in family.samples if s.name.endswith("_total"))

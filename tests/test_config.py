@@ -68,7 +68,8 @@ def test_environment_overrides_the_file(tmp_path):
     path.write_text('[server]\nlisten = "127.0.0.1:9000"\n[store]\npath = "/tmp/a.db"\n')
     env = {"FOGD_LISTEN": "127.0.0.1:9100", "FOGD_DB": str(tmp_path / "b.db"), "FOGD_LOG_LEVEL": "debug",
            "FOGD_DATA_DIR": str(tmp_path / "d"), "FOGD_SYNCHRONOUS": "full", "FOGD_PROVISIONER": "process",
-           "FOGD_INSTANCE": "lab-2", "FOGD_NODE_IMAGE": "fogd-node:test", "FOGD_DOCKER_NETWORK": "host"}
+           "FOGD_INSTANCE": "lab-2", "FOGD_NODE_IMAGE": "fogd-node:test", "FOGD_DOCKER_NETWORK": "host",
+           "FOGD_GRAFANA_URL": "http://grafana:3000"}
     config = load_config(path, env=env)
     assert config.server.port == 9100
     assert config.store.resolved_path() == tmp_path / "b.db"

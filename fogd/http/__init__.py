@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fogd.http import alerts, analysis, dashboard, health, ingest, nodes, prometheus, transfer
+from fogd.http import alerts, analysis, dashboard, grafana, health, ingest, nodes, prometheus, transfer
 
 
 def add_routes(app: web.Application) -> None:
@@ -21,4 +21,16 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/live_data", dashboard.get_live_data)
     app.router.add_get("/api/analysis_summary", analysis.get_analysis_summary)
     app.router.add_get("/healthz", health.get_healthz)
-    app.router.add_get("/metrics", prometheus.get_metrics)
+    app.router.add_get("/metrics", prometheus.get_metrics)  # POST /metrics is Grafana's, below
+    app.router.add_get("/api/health_map", dashboard.get_health_map)
+    app.router.add_get("/api/system_overview", dashboard.get_system_overview)
+    app.router.add_get("/dashboard/start", dashboard.dashboard_start)
+    app.router.add_post("/dashboard/start", dashboard.dashboard_start)
+    # Grafana JSON datasource (simpod-json-datasource); its URL is fogd's base URL.
+    app.router.add_get("/", grafana.get_root)
+    app.router.add_post("/metrics", grafana.post_metrics)
+    app.router.add_post("/metric-payload-options", grafana.post_payload_options)
+    app.router.add_post("/query", grafana.post_query)
+    app.router.add_post("/variable", grafana.post_variable)
+    app.router.add_post("/tag-keys", grafana.post_tag_keys)
+    app.router.add_post("/tag-values", grafana.post_tag_values)

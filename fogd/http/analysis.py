@@ -11,7 +11,8 @@ from fogd.context import FOGD, Fogd
 from fogd.errors import Invalid, NotFound
 from fogd.http.nodes import time_param
 from fogd.http.responses import json, query_int
-from fogd.model import ALERT_LEVELS, iso_ms, now_ms
+from fogd.dashboard import alert_buckets
+from fogd.model import iso_ms, now_ms
 
 
 def _node(fogd: Fogd, request: web.Request) -> Any:
@@ -60,19 +61,6 @@ def event_view(fogd: Fogd, row: tuple) -> dict[str, Any]:
             "rule": rule, "severity": severity, "message": message, "evidence": msgspec.json.decode(evidence)}
 
 
-async def alert_summary(fogd: Fogd) -> dict[str, Any]:
-    """Nodes by the alert tier of their latest reading, and live alerts by severity."""
-    tiers = dict.fromkeys(ALERT_LEVELS, 0)
-    for node in fogd.store.nodes.values():
-        latest = fogd.live.get(node.id)
-        if latest is not None:
-            tiers[ALERT_LEVELS[latest[6]]] += 1
-    counts = await fogd.store.alert_counts()
-    live = {sev: sum(n for (state, s), n in counts.items() if s == sev) for sev in ("warning", "critical")}
-    acked = sum(n for (state, _), n in counts.items() if state == "acknowledged")
-    return {"nodes_by_tier": tiers, "live_alerts": live, "acknowledged": acked}
-
-
 async def get_analysis_summary(request: web.Request) -> web.Response:
     """Recent analysis events, newest first (``node``, ``since``, ``until``, ``limit``),
     and the alert counts by tier."""
@@ -84,7 +72,7 @@ async def get_analysis_summary(request: web.Request) -> web.Response:
     a = fogd.analyzer
     return json({
         "events": [event_view(fogd, r) for r in rows],
-        "alerts": await alert_summary(fogd),
+        "alerts": await alert_buckets(fogd),
         "analysis": {"runs": a.runs, "last_run": iso_ms(a.last_run_ms) if a.last_run_ms else None,
                      "last_elapsed_ms": a.last_elapsed_ms, "interval_s": fogd.config.analysis.interval,
                      "rules": sorted(a.rules)},

@@ -30,6 +30,7 @@ log = logging.getLogger("fogd.plugins")
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "fogd.plugins.default_normalize",
     "fogd.plugins.default_rules",
+    "fogd.plugins.default_targets",
     "fogd.plugins.default_docker",
     "fogd.plugins.default_process",
 )

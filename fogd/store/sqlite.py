@@ -34,6 +34,7 @@ CHECKPOINT_INTERVAL = 0.5
 INSERT_CHUNK = 1000
 HISTORY_SQL = (f"SELECT {_SELECT} FROM readings WHERE node_id = ? AND ts BETWEEN ? AND ? "
                "ORDER BY ts DESC LIMIT ?")
+SERIES_COLUMNS = ("temperature", "humidity", "power", "comfort")
 WINDOW_SQL = ("SELECT ts, temperature, humidity, power, comfort FROM readings "
               "WHERE node_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?")
 ALERT_COLUMNS = ("id, node_id, rule, severity, state, message, evidence, opened_ms, updated_ms, cleared_ms, "
@@ -269,6 +270,28 @@ class Store:
         first: ``(ts, temperature, humidity, power, comfort)``."""
         rows = await self._r.execute_fetchall(WINDOW_SQL, (node_id, since_ms, until_ms, limit))
         return list(reversed(rows))
+
+    async def series(self, node_id: int, metric: str, from_ms: int, to_ms: int, bucket_ms: int,
+                     alerts: tuple[int, ...] | None = None) -> list[tuple[int, float]]:
+        """One metric of one node averaged per ``bucket_ms``, in SQL: ``[(bucket_start, avg)]``.
+
+        ``metric`` is a column name (temperature, humidity, power, comfort) or
+        ``extra.<name>``; ``alerts`` restricts to readings of those alert tiers.
+        """
+        if metric in SERIES_COLUMNS:
+            expr, params = metric, []
+        elif metric.startswith("extra."):
+            expr, params = "json_extract(extra, ?)", [f"$.{metric[6:]}"]
+        else:
+            raise ValueError(f"unknown metric {metric!r}")
+        where = "node_id = ? AND ts BETWEEN ? AND ?"
+        args: list[Any] = [*params, node_id, from_ms, to_ms]
+        if alerts is not None:
+            where += f" AND alert IN ({','.join('?' * len(alerts))})"
+            args += list(alerts)
+        sql = (f"SELECT (ts / ?) * ? AS t, AVG(v) FROM (SELECT ts, {expr} AS v FROM readings WHERE {where}) "
+               "WHERE v IS NOT NULL GROUP BY ts / ? ORDER BY t")
+        return list(await self._r.execute_fetchall(sql, (bucket_ms, bucket_ms, *args, bucket_ms)))
 
     async def live_alerts(self) -> list[tuple]:
         """Alerts not cleared: ``(id, node_id, rule, severity, state, findings, normal_streak,

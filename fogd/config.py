@@ -205,7 +205,19 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "FOGD_NODE_IMAGE": ("nodes", "image"),
     "FOGD_DOCKER_NETWORK": ("docker", "network"),
     "FOGD_GRAFANA_URL": ("grafana", "url"),
+    "FOGD_AGENT_URL": ("nodes", "fogd_url"),
+    "FOGD_ALLOW_REMOTE": ("server", "allow_remote"),
 }
+
+
+def _env_value(raw: str) -> object:
+    """Environment values are strings; ``true``/``false`` become booleans (for flags)."""
+    lowered = raw.strip().lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    return raw
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
@@ -232,7 +244,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
             table = data.setdefault(section, {})
             if not isinstance(table, dict):
                 raise ConfigError(f"{source}: {section}: expected a table")
-            table[key] = env[var]
+            table[key] = _env_value(env[var])
             used_env.append(var)
     try:
         return msgspec.convert(data, Config)

@@ -69,7 +69,8 @@ def test_environment_overrides_the_file(tmp_path):
     env = {"FOGD_LISTEN": "127.0.0.1:9100", "FOGD_DB": str(tmp_path / "b.db"), "FOGD_LOG_LEVEL": "debug",
            "FOGD_DATA_DIR": str(tmp_path / "d"), "FOGD_SYNCHRONOUS": "full", "FOGD_PROVISIONER": "process",
            "FOGD_INSTANCE": "lab-2", "FOGD_NODE_IMAGE": "fogd-node:test", "FOGD_DOCKER_NETWORK": "host",
-           "FOGD_GRAFANA_URL": "http://grafana:3000"}
+           "FOGD_GRAFANA_URL": "http://grafana:3000", "FOGD_AGENT_URL": "http://fogd:8000",
+           "FOGD_ALLOW_REMOTE": "true"}
     config = load_config(path, env=env)
     assert config.server.port == 9100
     assert config.store.resolved_path() == tmp_path / "b.db"
@@ -77,6 +78,8 @@ def test_environment_overrides_the_file(tmp_path):
     assert (config.log.level, config.store.synchronous) == ("debug", "full")
     assert (config.nodes.provisioner, config.nodes.instance, config.nodes.image, config.docker.network) == (
         "process", "lab-2", "fogd-node:test", "host")
+    assert (config.grafana.url, config.nodes.fogd_url, config.server.allow_remote) == (
+        "http://grafana:3000", "http://fogd:8000", True)
     assert set(env) == set(ENV_OVERRIDES)
 
 

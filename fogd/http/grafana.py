@@ -101,7 +101,8 @@ async def post_variable(request: web.Request) -> web.Response:
         values = sorted(n.name for n in fogd.store.nodes.values() if not role or n.role == role)
     else:
         raise Invalid(f"variable target {kind!r}: expected node, role or alertStatus", field="payload.target")
-    return json([{"__text": v, "__value": v} for v in values])
+    # __text/__value is what the plugin reads; text/value is what its OpenAPI spec requires.
+    return json([{"__text": v, "__value": v, "text": v, "value": v} for v in values])
 
 
 async def post_tag_keys(request: web.Request) -> web.Response:

@@ -48,16 +48,18 @@ def start(tmp: str, db: str, interval: float) -> tuple[subprocess.Popen[bytes], 
     raise SystemExit("fogd did not start")
 
 
-async def fill(url: str, total: int, nodes: int = 100) -> None:
-    """``total`` readings: every node one per second, the newest now."""
+async def fill(url: str, total: int, nodes: int = 100, span_s: float | None = None) -> None:
+    """``total`` readings, the newest now: every node one per second, or spread evenly
+    over the last ``span_s`` seconds."""
     seconds = total // nodes
+    step = (span_s / seconds) if span_s else 1.0
     end = time.time()
-    per_batch = 100  # seconds per request: 10,000 readings
+    per_batch = 100  # readings per node per request: 10,000 readings
 
     def body(first: int) -> bytes:
         rows = []
         for s in range(first, min(first + per_batch, seconds)):
-            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(end - seconds + s)) + "Z"
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(end - (seconds - s) * step)) + "Z"
             for n in range(nodes):
                 rows.append({"node": f"fog-{n}", "seq": s, "timestamp": ts,
                              "temperature": 22 + ((s * 7 + n) % 11) / 10, "humidity": 45 + (s + n) % 5,

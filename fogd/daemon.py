@@ -76,15 +76,17 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
         await plugins.call_each_async("fogd_startup", app=app, config=config)
         loop_task = asyncio.create_task(analysis_loop(fogd), name="fogd-analysis-loop") \
             if config.analysis.interval > 0 else None
+        rollups = asyncio.create_task(rollup_loop(store), name="fogd-rollups")
         log.info("fogd %s: store %s (%d nodes), plugins: %s", __version__, path, len(store.nodes),
                  ", ".join(n for n, i in plugins.infos.items() if i.status == "loaded") or "none")
         try:
             yield
         finally:
-            if loop_task is not None:
-                loop_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loop_task
+            for task in (loop_task, rollups):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await plugins.call_each_async("fogd_shutdown", app=app)
             await nodes.stop()
             await writer.close()
@@ -106,6 +108,18 @@ async def analysis_loop(fogd: Fogd) -> None:
             fogd.metrics.analysis_latency.observe(result["elapsed_ms"] / 1000)
         except Exception:
             log.exception("background analysis failed; trying again in %.0f s", interval)
+
+
+async def rollup_loop(store: Store, interval: float = 1.0) -> None:
+    """Keep the per-minute roll-ups (long Grafana ranges) within about a second of the
+    readings, in small steps that never hold the writer long."""
+    while True:
+        try:
+            while await store.rollup_step():
+                await asyncio.sleep(0)  # let ingest commits in between steps
+        except Exception:
+            log.exception("roll-up failed; retrying in %.0f s", interval)
+        await asyncio.sleep(interval)
 
 
 def check_listen(config: Config) -> None:

@@ -56,7 +56,7 @@ async def system_overview(fogd: Any) -> dict[str, Any]:
         "uptime_s": round(time.time() - fogd.started, 3),
         "ingest": {"stored": total(m.readings_stored), "duplicates": total(m.readings_duplicate),
                    "rejected_requests": total(m.ingest_rejected), "queue": fogd.writer.queued,
-                   "commits": fogd.writer.commits},
+                   "commits": fogd.writer.commits, "rollup_lag": await fogd.store.rollup_lag()},
         "analysis": {"runs": analyzer.runs, "last_run": iso_ms(analyzer.last_run_ms) if analyzer.last_run_ms else None,
                      "last_elapsed_ms": analyzer.last_elapsed_ms, "interval_s": fogd.config.analysis.interval,
                      "rules": sorted(analyzer.rules)},

@@ -71,6 +71,22 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX alerts_live ON alerts(node_id, rule) WHERE state != 'cleared';
     CREATE INDEX alerts_state ON alerts(state, updated_ms);
     """,
+    # 4: per-minute roll-ups of the core metrics (count and sum per node and minute), so
+    #    long ranges cost what they return, not what is stored. Filled incrementally from
+    #    readings in rowid order; meta.rollup_upto is the last readings.id rolled up.
+    """
+    CREATE TABLE rollup_1m (
+        node_id INTEGER NOT NULL,
+        minute  INTEGER NOT NULL,             -- ts // 60000
+        n_temperature INTEGER NOT NULL, s_temperature REAL NOT NULL,
+        n_humidity    INTEGER NOT NULL, s_humidity    REAL NOT NULL,
+        n_power       INTEGER NOT NULL, s_power       REAL NOT NULL,
+        n_comfort     INTEGER NOT NULL, s_comfort     REAL NOT NULL,
+        PRIMARY KEY (node_id, minute)
+    ) WITHOUT ROWID;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('rollup_upto', 0);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

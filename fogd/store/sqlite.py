@@ -35,6 +35,18 @@ INSERT_CHUNK = 1000
 HISTORY_SQL = (f"SELECT {_SELECT} FROM readings WHERE node_id = ? AND ts BETWEEN ? AND ? "
                "ORDER BY ts DESC LIMIT ?")
 SERIES_COLUMNS = ("temperature", "humidity", "power", "comfort")
+ROLLUP_CHUNK = 20_000
+ROLLUP_SQL = (
+    "INSERT INTO rollup_1m (node_id, minute, n_temperature, s_temperature, n_humidity, s_humidity, "
+    "n_power, s_power, n_comfort, s_comfort) "
+    "SELECT node_id, ts / 60000, COUNT(temperature), TOTAL(temperature), COUNT(humidity), TOTAL(humidity), "
+    "COUNT(power), TOTAL(power), COUNT(comfort), TOTAL(comfort) FROM readings WHERE id > ? AND id <= ? "
+    "GROUP BY node_id, ts / 60000 "
+    "ON CONFLICT (node_id, minute) DO UPDATE SET "
+    "n_temperature = n_temperature + excluded.n_temperature, s_temperature = s_temperature + excluded.s_temperature, "
+    "n_humidity = n_humidity + excluded.n_humidity, s_humidity = s_humidity + excluded.s_humidity, "
+    "n_power = n_power + excluded.n_power, s_power = s_power + excluded.s_power, "
+    "n_comfort = n_comfort + excluded.n_comfort, s_comfort = s_comfort + excluded.s_comfort")
 WINDOW_SQL = ("SELECT ts, temperature, humidity, power, comfort FROM readings "
               "WHERE node_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?")
 ALERT_COLUMNS = ("id, node_id, rule, severity, state, message, evidence, opened_ms, updated_ms, cleared_ms, "
@@ -228,6 +240,7 @@ class Store:
                     await self._w.execute("BEGIN")
                     await self._w.execute("DELETE FROM events WHERE node_id = ?", (node.id,))
                     await self._w.execute("DELETE FROM alerts WHERE node_id = ?", (node.id,))
+                    await self._w.execute("DELETE FROM rollup_1m WHERE node_id = ?", (node.id,))
                     await self._w.execute("DELETE FROM readings WHERE node_id = ?", (node.id,))
                     await self._w.execute("DELETE FROM nodes WHERE id = ?", (node.id,))
                     await self._w.execute("COMMIT")
@@ -271,13 +284,49 @@ class Store:
         rows = await self._r.execute_fetchall(WINDOW_SQL, (node_id, since_ms, until_ms, limit))
         return list(reversed(rows))
 
+    async def rollup_step(self, max_rows: int = ROLLUP_CHUNK) -> int:
+        """Fold up to ``max_rows`` readings past the watermark into ``rollup_1m``, in one
+        short transaction; returns how many were folded (0: caught up)."""
+        async with self._write_lock:
+            try:
+                (upto,), = await self._w.execute_fetchall("SELECT value FROM meta WHERE key = 'rollup_upto'")
+                rows = await self._w.execute_fetchall(
+                    "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM readings WHERE id > ? ORDER BY id LIMIT ?)",
+                    (upto, max_rows))
+                last, count = rows[0]
+                if not count:
+                    return 0
+                await self._w.execute("BEGIN")
+                await self._w.execute(ROLLUP_SQL, (upto, last))
+                await self._w.execute("UPDATE meta SET value = ? WHERE key = 'rollup_upto'", (last,))
+                await self._w.execute("COMMIT")
+                return count
+            except sqlite3.Error as exc:
+                if self._w.in_transaction:
+                    await self._safe_rollback()
+                raise StoreFailed(f"could not roll up readings: {exc}") from exc
+
+    async def rollup_lag(self) -> int:
+        """Readings stored but not yet folded into the roll-ups."""
+        rows = await self._r.execute_fetchall(
+            "SELECT COALESCE((SELECT MAX(id) FROM readings), 0) - (SELECT value FROM meta WHERE key = 'rollup_upto')")
+        return max(0, rows[0][0])
+
     async def series(self, node_id: int, metric: str, from_ms: int, to_ms: int, bucket_ms: int,
                      alerts: tuple[int, ...] | None = None) -> list[tuple[int, float]]:
         """One metric of one node averaged per ``bucket_ms``, in SQL: ``[(bucket_start, avg)]``.
 
         ``metric`` is a column name (temperature, humidity, power, comfort) or
-        ``extra.<name>``; ``alerts`` restricts to readings of those alert tiers.
+        ``extra.<name>``; ``alerts`` restricts to readings of those alert tiers. Buckets of
+        a minute or more of a core metric come from the per-minute roll-ups (their
+        newest minute lags the readings by at most the roll-up interval, ~1 s).
         """
+        if metric in SERIES_COLUMNS and alerts is None and bucket_ms >= 60_000:
+            bucket = -(-bucket_ms // 60_000)  # whole minutes
+            return list(await self._r.execute_fetchall(
+                f"SELECT (minute / ?) * ? * 60000 AS t, SUM(s_{metric}) / SUM(n_{metric}) FROM rollup_1m "
+                f"WHERE node_id = ? AND minute BETWEEN ? AND ? GROUP BY minute / ? HAVING SUM(n_{metric}) > 0 "
+                "ORDER BY t", (bucket, bucket, node_id, from_ms // 60_000, to_ms // 60_000, bucket)))
         if metric in SERIES_COLUMNS:
             expr, params = metric, []
         elif metric.startswith("extra."):

@@ -81,6 +81,8 @@ def main() -> int:
     ap.add_argument("--watch", type=float, default=30.0, help="seconds to measure fogd's CPU")
     ap.add_argument("--jitter", type=float, default=None, help="nodes.agent_start_jitter (default: fogd's)")
     ap.add_argument("--parallelism", type=int, default=None, help="nodes.create_parallelism (default: fogd's)")
+    ap.add_argument("--analysis-interval", type=float, default=None,
+                    help="analysis.interval (default: fogd's, 10 s; 0 turns the loop off)")
     args = ap.parse_args()
     instance = f"bench{uuid.uuid4().hex[:8]}"
     port = free_port()
@@ -91,7 +93,9 @@ def main() -> int:
                           f'max_nodes = {max(200, args.nodes)}\n'
                           + (f"agent_start_jitter = {args.jitter}\n" if args.jitter is not None else "")
                           + (f"create_parallelism = {args.parallelism}\n" if args.parallelism is not None else "")
-                          + '[docker]\nnetwork = "host"\n')
+                          + '[docker]\nnetwork = "host"\n'
+                          + (f"[analysis]\ninterval = {args.analysis_interval}\n"
+                             if args.analysis_interval is not None else ""))
         env = {**os.environ, "FOGD_CONFIG": str(config), "FOGD_DB": str(Path(tmp) / "fogd.sqlite3"),
                "FOGD_LISTEN": f"127.0.0.1:{port}", "FOGD_LOG_LEVEL": "warning"}
         fogd = subprocess.Popen([sys.executable, "-m", "fogd", "serve"], env=env)

@@ -159,6 +159,11 @@ class AnalysisConfig(_Section):
             raise ValueError("clear_after must be at least 1")
 
 
+class AuthConfig(_Section):
+    enabled: bool = False
+    agent_tokens: bool = True
+
+
 class GrafanaConfig(_Section):
     url: str = "http://127.0.0.1:3000"
     dashboard_uid: str = "fog-console"
@@ -189,6 +194,7 @@ class Config(_Section):
     analysis: AnalysisConfig = _section(AnalysisConfig)
     docker: DockerConfig = _section(DockerConfig)
     grafana: GrafanaConfig = _section(GrafanaConfig)
+    auth: AuthConfig = _section(AuthConfig)
     log: LogConfig = _section(LogConfig)
     plugin: dict[str, dict[str, Any]] = {}
 
@@ -207,6 +213,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "FOGD_GRAFANA_URL": ("grafana", "url"),
     "FOGD_AGENT_URL": ("nodes", "fogd_url"),
     "FOGD_ALLOW_REMOTE": ("server", "allow_remote"),
+    "FOGD_AUTH": ("auth", "enabled"),
 }
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from fogd.analysis import Analyzer
+from fogd.auth import TokenCache
 from fogd.config import Config
 from fogd.ingest import Ingestor
 from fogd.live import LiveCache
@@ -31,6 +32,7 @@ class Fogd:
     ingestor: Ingestor
     nodes: NodeManager
     analyzer: Analyzer
+    tokens: TokenCache
     started: float = field(default_factory=time.time)
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from fogd import __version__
 from fogd.analysis import Analyzer
+from fogd.auth import TokenCache
 from fogd.config import Config
 from fogd.context import FOGD, Fogd
 from fogd.errors import ConfigError
@@ -65,7 +66,7 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
         analyzer = Analyzer(config, store, plugins.registries["rules"], rule_failed)
         fogd = Fogd(config=config, plugins=plugins, metrics=metrics, store=store, writer=writer,
                     live=live, ingestor=Ingestor(config, plugins, store, writer), nodes=nodes,
-                    analyzer=analyzer)
+                    analyzer=analyzer, tokens=TokenCache(store))
         app[FOGD] = fogd
         try:
             await nodes.start()
@@ -129,10 +130,10 @@ def check_listen(config: Config) -> None:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback and not config.server.allow_remote:
+    if not loopback and not config.server.allow_remote and not config.auth.enabled:
         raise ConfigError(
-            f"server.listen: {config.server.listen} is not a loopback address; fogd has no "
-            "authentication yet, so set server.allow_remote = true if you really mean it")
+            f"server.listen: {config.server.listen} is not a loopback address and auth is off; "
+            "turn auth.enabled on, or set server.allow_remote = true if you really mean it")
 
 
 def serve(config: Config) -> None:

@@ -18,6 +18,7 @@ class FogdError(Exception):
 
     status = 500
     kind = "internal"
+    headers: dict[str, str] = {}
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -40,6 +41,21 @@ class Invalid(FogdError):
 
     status = 422
     kind = "validation"
+
+
+class Unauthorized(FogdError):
+    """No token, or one fogd does not know (401)."""
+
+    status = 401
+    kind = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="fogd"'}
+
+
+class Forbidden(FogdError):
+    """A known token whose role may not do this (403)."""
+
+    status = 403
+    kind = "forbidden"
 
 
 class NotFound(FogdError):

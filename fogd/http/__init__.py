@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fogd.http import alerts, analysis, dashboard, grafana, health, ingest, nodes, prometheus, transfer
+from fogd.http import alerts, analysis, dashboard, grafana, health, ingest, nodes, prometheus, tokens, transfer
 
 
 def add_routes(app: web.Application) -> None:
@@ -18,6 +18,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/alerts", alerts.get_alerts)
     app.router.add_post("/alerts/{id}/ack", alerts.post_ack)
     app.router.add_post("/transfer", transfer.post_transfer)
+    app.router.add_get("/tokens", tokens.get_tokens)
+    app.router.add_post("/tokens", tokens.post_token)
+    app.router.add_post("/tokens/{name}/revoke", tokens.post_revoke)
+    app.router.add_get("/audit", tokens.get_audit)
     app.router.add_get("/api/live_data", dashboard.get_live_data)
     app.router.add_get("/api/analysis_summary", analysis.get_analysis_summary)
     app.router.add_get("/healthz", health.get_healthz)

@@ -8,7 +8,8 @@ import msgspec
 from aiohttp import web
 
 from fogd.context import FOGD
-from fogd.errors import Invalid, Malformed, TooLarge, invalid_from
+from fogd.errors import Forbidden, Invalid, Malformed, TooLarge, invalid_from
+from fogd.http.middleware import PRINCIPAL
 from fogd.http.responses import json
 from fogd.model import INGEST_DECODER, Reading, stored_reading_view
 
@@ -35,6 +36,12 @@ async def post_ingest(request: web.Request) -> web.Response:
     if not readings:
         metrics.ingest_rejected.labels("validation").inc()
         raise Invalid("$: an empty batch; send one reading or an array of readings", field="$")
+    principal = request.get(PRINCIPAL)
+    if principal is not None and principal.role == "agent":
+        for i, r in enumerate(readings):
+            if r.node != principal.node:
+                raise Forbidden(f"$[{i}].node: token {principal.name!r} may only write node {principal.node!r}",
+                                field=f"$[{i}].node", index=i)
     limit = fogd.config.ingest.max_batch
     if len(readings) > limit:
         metrics.ingest_rejected.labels("too_large").inc()

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
+import msgspec
 from aiohttp import web
 
+from fogd.auth import AUDITED, OPEN, POLICY, Principal
 from fogd.context import FOGD
-from fogd.errors import FogdError, TooLarge
-from fogd.http.responses import error, json
+from fogd.errors import FogdError, Forbidden, TooLarge, Unauthorized
+from fogd.http.responses import ERROR_KIND, error, json
+from fogd.model import now_ms
+
+#: Where the middleware puts the caller (a Principal; absent when auth is off).
+PRINCIPAL = web.RequestKey("fogd_principal", Principal)
 
 log = logging.getLogger("fogd.http")
 
@@ -24,7 +31,12 @@ _HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler):  # type: ignore[no-untyped-def]
     start = time.perf_counter()
+    fogd = request.app[FOGD]
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
     try:
+        if fogd.config.auth.enabled and resource is not None:
+            request[PRINCIPAL] = await authorize(request, fogd, route)
         response = await handler(request)
     except FogdError as exc:
         response = error(exc)
@@ -45,8 +57,48 @@ async def errors_and_metrics(request: web.Request, handler):  # type: ignore[no-
         log.exception("unhandled error in %s %s", request.method, request.path)
         response = json({"error": "internal", "detail": "fogd hit an unexpected error; it is in fogd's log"},
                         status=500)
-    route = request.match_info.route.resource
-    request.app[FOGD].metrics.observe_request(
-        route.canonical if route is not None else "unmatched", request.method, response.status,
-        time.perf_counter() - start)
+    if (request.method, route) in AUDITED:
+        await record_audit(request, fogd, response)
+    fogd.metrics.observe_request(route, request.method, response.status, time.perf_counter() - start)
     return response
+
+
+async def authorize(request: web.Request, fogd: Any, route: str) -> Principal | None:
+    """The caller's Principal, or 401 (no or bad token) / 403 (role not allowed)."""
+    method = "GET" if request.method == "HEAD" else request.method
+    allowed = POLICY.get((method, route))
+    if allowed is OPEN:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("this route needs a token: send Authorization: Bearer <token> (fogd token create)")
+    principal = await fogd.tokens.lookup(token.strip())
+    if principal is None:
+        raise Unauthorized("unknown or revoked token")
+    if allowed is None or principal.role not in allowed:
+        needs = " or ".join(sorted(allowed or ())) or "a role no token has"
+        raise Forbidden(f"role {principal.role} may not {request.method} {route} (needs {needs})",
+                        role=principal.role)
+    return principal
+
+
+async def record_audit(request: web.Request, fogd: Any, response: web.StreamResponse) -> None:
+    """Who did what, with which parameters, and how it ended."""
+    principal = request.get(PRINCIPAL)
+    params: dict[str, Any] = dict(request.query)
+    params.update(request.match_info)
+    try:
+        body = await request.read()
+        if body and len(body) <= 65536:
+            decoded = msgspec.json.decode(body)
+            params["body"] = decoded
+    except (msgspec.DecodeError, web.HTTPException):
+        params["body"] = "(not JSON)"
+    outcome = "ok" if response.status < 400 else response.get(ERROR_KIND) or f"http_{response.status}"
+    try:
+        await fogd.store.add_audit((now_ms(), principal.name if principal else None,
+                                    principal.role if principal else None, request.method, request.path,
+                                    msgspec.json.encode(params).decode(), response.status, outcome))
+    except Exception:  # the action is done; a lost audit line must be loud, not a failed request
+        log.exception("could not write the audit log for %s %s", request.method, request.path)

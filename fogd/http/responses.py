@@ -11,6 +11,9 @@ from fogd.errors import FogdError, Invalid
 
 _encode = msgspec.json.encode
 
+#: The error kind of an error response (for the audit log).
+ERROR_KIND = web.ResponseKey("fogd_error", str)
+
 
 def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=_encode(data), status=status, content_type="application/json",
@@ -18,7 +21,9 @@ def json(data: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 
 
 def error(exc: FogdError) -> web.Response:
-    return json(exc.body(), status=exc.status)
+    response = json(exc.body(), status=exc.status, headers=exc.headers or None)
+    response[ERROR_KIND] = exc.kind  # the audit log's outcome
+    return response
 
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

@@ -87,6 +87,30 @@ MIGRATIONS: list[str] = [
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO meta (key, value) VALUES ('rollup_upto', 0);
     """,
+    # 5: API tokens (only a hash is kept) and the audit log of mutating requests.
+    """
+    CREATE TABLE tokens (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        role       TEXT NOT NULL,            -- operator | analyst | viewer | agent
+        node       TEXT,                     -- agent tokens: the one node they may write
+        hash       TEXT NOT NULL UNIQUE,     -- sha256 of the token
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER
+    );
+    CREATE TABLE audit (
+        id      INTEGER PRIMARY KEY,
+        ts      INTEGER NOT NULL,
+        actor   TEXT,                        -- token name; NULL when auth is off
+        role    TEXT,
+        method  TEXT NOT NULL,
+        path    TEXT NOT NULL,
+        params  TEXT NOT NULL DEFAULT '{}',  -- JSON: query and body parameters
+        status  INTEGER NOT NULL,
+        outcome TEXT NOT NULL                -- ok, or the error kind
+    );
+    CREATE INDEX audit_ts ON audit(ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

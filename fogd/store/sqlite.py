@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import aiosqlite
 import msgspec
 
-from fogd.errors import Unavailable
+from fogd.errors import FogdError, Unavailable
 from fogd.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger("fogd.store")
@@ -82,6 +82,11 @@ def _stored_flags(groups: list[list[ReadingRow]], inserted: set[tuple[int, int |
             seen.add(key)
         flags.append(f)
     return flags
+
+
+class TokenExists(FogdError):
+    status = 409
+    kind = "conflict"
 
 
 class StoreFailed(Unavailable):
@@ -438,6 +443,57 @@ class Store:
     async def add_event(self, event: tuple) -> None:
         """One event ``(ts, node_id, kind, rule, severity, message, evidence_json)``."""
         await self.record_analysis([event], [], [], [])
+
+    # ------------------------------------------------------------------ tokens, audit
+    async def save_token(self, name: str, role: str, node: str | None, digest: str, ts: int) -> None:
+        async with self._write_lock:
+            try:
+                await self._w.execute(
+                    "INSERT INTO tokens (name, role, node, hash, created_ms) VALUES (?, ?, ?, ?, ?)",
+                    (name, role, node, digest, ts))
+            except sqlite3.IntegrityError:
+                raise TokenExists(f"a token named {name!r} exists; revoke it or pick another name",
+                                  field="name", name=name) from None
+            except sqlite3.Error as exc:
+                raise StoreFailed(f"could not save token {name!r}: {exc}") from exc
+
+    async def token_by_hash(self, digest: str) -> tuple | None:
+        """``(name, role, node, revoked_ms)`` of the token with this hash, if any."""
+        rows = await self._r.execute_fetchall(
+            "SELECT name, role, node, revoked_ms FROM tokens WHERE hash = ?", (digest,))
+        return rows[0] if rows else None
+
+    async def tokens(self) -> list[tuple]:
+        return list(await self._r.execute_fetchall(
+            "SELECT name, role, node, created_ms, revoked_ms FROM tokens ORDER BY name"))
+
+    async def revoke_token(self, name: str, ts: int) -> bool:
+        async with self._write_lock:
+            try:
+                cur = await self._w.execute(
+                    "UPDATE tokens SET revoked_ms = ? WHERE name = ? AND revoked_ms IS NULL", (ts, name))
+            except sqlite3.Error as exc:
+                raise StoreFailed(f"could not revoke token {name!r}: {exc}") from exc
+        return cur.rowcount > 0
+
+    async def add_audit(self, row: tuple) -> None:
+        """``(ts, actor, role, method, path, params_json, status, outcome)``."""
+        async with self._write_lock:
+            try:
+                await self._w.execute(
+                    "INSERT INTO audit (ts, actor, role, method, path, params, status, outcome) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+            except sqlite3.Error as exc:
+                raise StoreFailed(f"could not write the audit log: {exc}") from exc
+
+    async def audit(self, since_ms: int | None, actor: str | None, limit: int) -> list[tuple]:
+        where, params = ["ts >= ?"], [since_ms if since_ms is not None else -(2**63)]
+        if actor is not None:
+            where.append("actor = ?")
+            params.append(actor)  # type: ignore[arg-type]
+        return list(await self._r.execute_fetchall(
+            "SELECT id, ts, actor, role, method, path, params, status, outcome FROM audit "
+            f"WHERE {' AND '.join(where)} ORDER BY ts DESC, id DESC LIMIT ?", (*params, limit)))
 
     async def _safe_rollback(self) -> None:
         try:

@@ -35,9 +35,10 @@ class CliError(Exception):
 class Client:
     """A tiny synchronous JSON client for fogd's HTTP API (stdlib only)."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, token: str = "") -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.token = token
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
         with self._open(method, path, body, query) as resp:
@@ -61,6 +62,8 @@ class Client:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = None if body is None else json.dumps(body).encode()
         headers = {"Accept": accept}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         if data:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
@@ -303,6 +306,68 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Tokens are managed on the database file itself (like a local superuser), so the
+    first operator token can be made before anyone can call the API."""
+    import asyncio
+
+    from fogd.auth import digest, new_token
+    from fogd.config import load_config
+    from fogd.http.tokens import check_token_request
+    from fogd.model import iso_ms, now_ms
+    from fogd.store import Store
+
+    env = dict(os.environ)
+    if args.db:
+        env["FOGD_DB"] = args.db
+    config = load_config(args.config or env.get("FOGD_CONFIG"), env)
+
+    async def run() -> tuple[Any, str]:
+        store = await Store.open(config.store.resolved_path(), config.store.synchronous)
+        try:
+            if args.action == "create":
+                if not args.name or not args.role:
+                    raise CliError("fogd token create needs --name and --role", 2)
+                check_token_request(args.name, args.role, args.node)
+                token = new_token()
+                await store.save_token(args.name, args.role, args.node, digest(token), now_ms())
+                await store.add_audit((now_ms(), "cli:local", None, "CLI", "token create",
+                                       json.dumps({"name": args.name, "role": args.role, "node": args.node}),
+                                       0, "ok"))
+                out = {"name": args.name, "role": args.role, "node": args.node, "token": token}
+                return out, (f"{token}\n(token {args.name!r}, role {args.role}; shown once, fogd keeps only its "
+                             "hash)")
+            if args.action == "revoke":
+                if not args.name:
+                    raise CliError("fogd token revoke needs NAME", 2)
+                if not await store.revoke_token(args.name, now_ms()):
+                    raise CliError(f"no live token named {args.name!r}")
+                await store.add_audit((now_ms(), "cli:local", None, "CLI", "token revoke",
+                                       json.dumps({"name": args.name}), 0, "ok"))
+                return {"name": args.name, "revoked": True}, f"revoked {args.name!r} (effective within 5 s)"
+            rows = [{"name": n, "role": r, "node": node, "created": iso_ms(c), "revoked": iso_ms(rv) if rv else None}
+                    for n, r, node, c, rv in await store.tokens()]
+            return rows, table(rows, ["name", "role", "node", "created", "revoked"]) if rows else "no tokens"
+        finally:
+            await store.close()
+
+    from fogd.errors import FogdError
+    try:
+        data, human = asyncio.run(run())
+    except FogdError as exc:
+        raise CliError(f"{exc.kind}: {exc.detail}") from None
+    emit(args, data, human)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    result = args.client.request("GET", "/audit", query={"since": args.since, "actor": args.actor, "limit": args.limit})
+    rows = [{**r, "params": json.dumps(r["params"])[:60]} for r in result]
+    emit(args, result, table(rows, ["timestamp", "actor", "role", "method", "path", "status", "outcome", "params"])
+         if result else "no audit entries")
+    return 0
+
+
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -310,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fogd's base URL (env FOGD_URL; default %(default)s)")
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
     common.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for fogd")
+    common.add_argument("--token", default=os.environ.get("FOGD_TOKEN", ""),
+                        help="bearer token when fogd's auth is on (env FOGD_TOKEN)")
 
     p = argparse.ArgumentParser(prog="fogd", description="fogd: the control tower of a fog deployment.")
     p.add_argument("--version", action="version", version=f"fogd {__version__}")
@@ -386,6 +453,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-open", action="store_true", help="only print the URL")
     s.set_defaults(func=cmd_dashboard)
 
+    s = sub.add_parser("token", parents=[common], help="create, list or revoke API tokens (on the database)")
+    s.add_argument("action", choices=["create", "list", "revoke"])
+    s.add_argument("name", nargs="?", help="token name (revoke)")
+    s.add_argument("--name", dest="name_opt", help="token name (create)")
+    s.add_argument("--role", choices=["operator", "analyst", "viewer", "agent"])
+    s.add_argument("--node", help="the node an agent token may write")
+    s.add_argument("--config", help="path to fogd.toml (to find the database)")
+    s.add_argument("--db", help="SQLite file (env FOGD_DB)")
+    s.set_defaults(func=cmd_token)
+
+    s = sub.add_parser("audit", parents=[common], help="who did what (operators)")
+    s.add_argument("--since", help="ISO-8601 or epoch ms")
+    s.add_argument("--actor", help="token name")
+    s.add_argument("--limit", type=int, default=50)
+    s.set_defaults(func=cmd_audit)
+
     s = sub.add_parser("plugins", parents=[common], help="loaded plugins and the hooks they implement")
     s.add_argument("--config", help="path to fogd.toml (for plugins.disabled)")
     s.set_defaults(func=cmd_plugins)
@@ -396,8 +479,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fogd.errors import ConfigError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "name_opt", None):
+        args.name = args.name_opt
     if hasattr(args, "url"):
-        args.client = Client(args.url, args.timeout)
+        args.client = Client(args.url, args.timeout, getattr(args, "token", ""))
     try:
         return args.func(args)
     except CliError as exc:

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 
+from fogd.auth import digest, new_token
 from fogd.config import Config
 from fogd.errors import ConfigError, FogdError, Invalid, Unavailable
 from fogd.live import LiveCache
@@ -188,6 +189,12 @@ class NodeManager:
         labels = {LABEL_INSTANCE: nodes.instance, LABEL_ROLE: role, LABEL_NODE: name}
         return NodeSpec(name=name, role=role, image=nodes.image, env=env, labels=labels)
 
+    async def _with_agent_token(self, spec: NodeSpec) -> NodeSpec:
+        """A token for this node's agent (role agent, this node only), in its environment."""
+        token = new_token()
+        await self.store.save_token(f"agent:{spec.name}:{now_ms()}", "agent", spec.name, digest(token), now_ms())
+        return msgspec.structs.replace(spec, env={**spec.env, "FOGD_TOKEN": token})
+
     async def create(self, fog: int, cloud: int, progress: Progress | None = None) -> dict[str, Any]:
         """Create ``fog`` + ``cloud`` nodes concurrently; report each as it starts."""
         if self.provisioner is None:
@@ -217,6 +224,8 @@ class NodeManager:
 
             specs = [self._spec(n, "fog", total) for n in self._next_names("fog", fog)]
             specs += [self._spec(n, "cloud", total) for n in self._next_names("cloud", cloud)]
+            if self.config.auth.enabled and self.config.auth.agent_tokens:
+                specs = [await self._with_agent_token(spec) for spec in specs]
             gate = asyncio.Semaphore(self.config.nodes.create_parallelism)
             started = time.monotonic()
 
@@ -275,6 +284,8 @@ class NodeManager:
 
             await asyncio.gather(*(gated(n) for n in sorted(set(running) | set(records))))
             gone = [r["name"] for r in removed]
+            for name in gone:
+                await self.store.revoke_agent_tokens(name, now_ms())
             if keep_history:
                 for name in gone:
                     node = self.store.nodes.get(name)

@@ -181,6 +181,9 @@ class Agent:
                     return "ok"
                 if resp.status in (408, 429) or resp.status >= 500:
                     return "retry"
+                if resp.status in (401, 403):  # a token problem: keep the readings, an operator can fix it
+                    log.error("fogd refused the token (%d): %s; keeping readings and retrying", resp.status, body[:300])
+                    return "retry"
                 log.error("fogd rejected %d readings with %d: %s", len(batch), resp.status, body[:300])
                 return "reject"
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:

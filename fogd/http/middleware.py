@@ -76,6 +76,7 @@ async def authorize(request: web.Request, fogd: Any, route: str) -> Principal | 
     principal = await fogd.tokens.lookup(token.strip())
     if principal is None:
         raise Unauthorized("unknown or revoked token")
+    request[PRINCIPAL] = principal  # known even if refused below: the audit log names who tried
     if allowed is None or principal.role not in allowed:
         needs = " or ".join(sorted(allowed or ())) or "a role no token has"
         raise Forbidden(f"role {principal.role} may not {request.method} {route} (needs {needs})",

@@ -476,6 +476,17 @@ class Store:
                 raise StoreFailed(f"could not revoke token {name!r}: {exc}") from exc
         return cur.rowcount > 0
 
+    async def revoke_agent_tokens(self, node: str, ts: int) -> int:
+        """Revoke every live agent token of ``node`` (its agent is gone)."""
+        async with self._write_lock:
+            try:
+                cur = await self._w.execute(
+                    "UPDATE tokens SET revoked_ms = ? WHERE role = 'agent' AND node = ? AND revoked_ms IS NULL",
+                    (ts, node))
+            except sqlite3.Error as exc:
+                raise StoreFailed(f"could not revoke the agent tokens of {node!r}: {exc}") from exc
+        return cur.rowcount
+
     async def add_audit(self, row: tuple) -> None:
         """``(ts, actor, role, method, path, params_json, status, outcome)``."""
         async with self._write_lock:

@@ -69,6 +69,7 @@ class StoreConfig(_Section):
 class IngestConfig(_Section):
     max_batch: int = 100_000
     commit_max_rows: int = 20_000
+    max_queue_rows: int = 200_000
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.commit_max_rows < 1:

@@ -79,6 +79,14 @@ class Unavailable(FogdError):
     kind = "unavailable"
 
 
+class Overloaded(FogdError):
+    """The ingest queue is full: retry after ``Retry-After`` seconds (503)."""
+
+    status = 503
+    kind = "overloaded"
+    headers = {"Retry-After": "1"}
+
+
 class ConfigError(Exception):
     """The configuration cannot be used; the message is one line naming the key."""
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import msgspec
 
 from fogd.config import Config
-from fogd.errors import FogdError, Invalid
+from fogd.errors import FogdError, Invalid, Overloaded
 from fogd.model import ALERT_CODE, Reading, now_ms, utc_ms
 from fogd.plugins.host import PluginHost
 from fogd.store import ReadingRow, Store
@@ -50,6 +50,10 @@ class Ingestor:
         if self._check_output:
             _check_normalized(readings)
 
+        limit = self._config.ingest.max_queue_rows
+        if self._writer.queued_rows + len(readings) > limit:
+            raise Overloaded(f"fogd is behind: {self._writer.queued_rows} readings wait to be committed "
+                             f"(ingest.max_queue_rows = {limit}); retry shortly", queued=self._writer.queued_rows)
         nodes = self._store.nodes
         new = {r.node: r.role or "fog" for r in readings if r.node not in nodes}
         if new:

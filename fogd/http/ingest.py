@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from fogd.context import FOGD
-from fogd.errors import Forbidden, Invalid, Malformed, TooLarge, invalid_from
+from fogd.errors import Forbidden, Invalid, Malformed, Overloaded, TooLarge, invalid_from
 from fogd.http.middleware import PRINCIPAL
 from fogd.http.responses import json
 from fogd.model import INGEST_DECODER, Reading, stored_reading_view
@@ -50,6 +50,9 @@ async def post_ingest(request: web.Request) -> web.Response:
         flags = await fogd.ingestor.ingest(readings)
     except Invalid:
         metrics.ingest_rejected.labels("validation").inc()
+        raise
+    except Overloaded:
+        metrics.ingest_rejected.labels("overloaded").inc()
         raise
     metrics.ingest_latency.observe(time.perf_counter() - start)
     stored = sum(flags)

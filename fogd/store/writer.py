@@ -32,6 +32,7 @@ class GroupCommitWriter:
         self._pending: deque[tuple[list[ReadingRow], asyncio.Future[list[bool]]]] = deque()
         self._wake = asyncio.Event()
         self._closing = False
+        self.queued_rows = 0
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
 
@@ -44,6 +45,7 @@ class GroupCommitWriter:
             raise Unavailable("fogd is shutting down; retry against the restarted daemon")
         fut: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
         self._pending.append((rows, fut))
+        self.queued_rows += len(rows)
         self._wake.set()
         return await fut
 
@@ -74,6 +76,7 @@ class GroupCommitWriter:
         # Always take at least one request, even if it alone exceeds max_rows.
         while self._pending and (not groups or n + len(self._pending[0][0]) <= self._max_rows):
             rows, fut = self._pending.popleft()
+            self.queued_rows -= len(rows)
             groups.append(rows)
             futures.append(fut)
             n += len(rows)

@@ -148,3 +148,18 @@ async def test_concurrent_requests_share_commits(client):
     assert [r.status for r in replies] == [201] * 200
     assert stored_rows(client) == [(200,)]
     assert writer.commits - before < 200
+
+
+async def test_a_full_queue_answers_503_with_retry_after_and_stores_nothing_of_it(make_client, make_config):
+    client = await make_client(make_config(ingest={"max_queue_rows": 5}))
+    resp = await client.post("/ingest", json=[{"node": "a", "power": 1.0}] * 6)
+    body = await assert_error(resp, 503, "overloaded")
+    assert resp.headers["Retry-After"] == "1" and "ingest.max_queue_rows" in body["detail"]
+    assert stored_rows(client) == [(0,)]
+    # under concurrency: whatever was accepted is stored, whatever was refused is not
+    replies = await asyncio.gather(*[
+        client.post("/ingest", json=[{"node": "a", "seq": i * 3 + j, "power": 1.0} for j in range(3)])
+        for i in range(30)])
+    statuses = [r.status for r in replies]
+    assert set(statuses) <= {201, 503} and 201 in statuses
+    assert stored_rows(client) == [(3 * statuses.count(201),)]

@@ -35,10 +35,14 @@ class CliError(Exception):
 class Client:
     """A tiny synchronous JSON client for fogd's HTTP API (stdlib only)."""
 
-    def __init__(self, url: str, timeout: float, token: str = "") -> None:
+    def __init__(self, url: str, timeout: float, token: str = "", cafile: str = "") -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.token = token
+        self.context = None
+        if cafile:
+            import ssl
+            self.context = ssl.create_default_context(cafile=cafile)
 
     def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
         with self._open(method, path, body, query) as resp:
@@ -68,7 +72,7 @@ class Client:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            resp = urllib.request.urlopen(req, timeout=self.timeout)
+            resp = urllib.request.urlopen(req, timeout=self.timeout, context=self.context)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
@@ -377,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for fogd")
     common.add_argument("--token", default=os.environ.get("FOGD_TOKEN", ""),
                         help="bearer token when fogd's auth is on (env FOGD_TOKEN)")
+    common.add_argument("--cafile", default=os.environ.get("FOGD_CA_FILE", ""),
+                        help="CA file to verify fogd's HTTPS certificate (env FOGD_CA_FILE)")
 
     p = argparse.ArgumentParser(prog="fogd", description="fogd: the control tower of a fog deployment.")
     p.add_argument("--version", action="version", version=f"fogd {__version__}")
@@ -482,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "name_opt", None):
         args.name = args.name_opt
     if hasattr(args, "url"):
-        args.client = Client(args.url, args.timeout, getattr(args, "token", ""))
+        args.client = Client(args.url, args.timeout, getattr(args, "token", ""), getattr(args, "cafile", ""))
     try:
         return args.func(args)
     except CliError as exc:

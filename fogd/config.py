@@ -34,11 +34,20 @@ class ServerConfig(_Section):
     max_body_bytes: int = 32 * 1024 * 1024
     allow_remote: bool = False
     access_log: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
 
     def __post_init__(self) -> None:
         _parse_listen(self.listen)
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes must be at least 1024")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
     @property
     def host(self) -> str:
@@ -215,6 +224,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "FOGD_AGENT_URL": ("nodes", "fogd_url"),
     "FOGD_ALLOW_REMOTE": ("server", "allow_remote"),
     "FOGD_AUTH": ("auth", "enabled"),
+    "FOGD_TLS_CERT": ("server", "tls_cert"),
+    "FOGD_TLS_KEY": ("server", "tls_key"),
 }
 
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import ssl
 from typing import AsyncIterator
 
 from aiohttp import web
@@ -140,6 +141,13 @@ def serve(config: Config) -> None:
     """Run fogd until SIGINT or SIGTERM; in-flight readings are committed before exit."""
     check_listen(config)
     app = create_app(config)
-    log.info("serving on http://%s", config.server.listen)
-    web.run_app(app, host=config.server.host, port=config.server.port, print=None,
+    ssl_context = None
+    if config.server.tls_cert:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"server.tls_cert/tls_key: cannot load {config.server.tls_cert}: {exc}") from None
+    log.info("serving on %s://%s", config.server.scheme, config.server.listen)
+    web.run_app(app, host=config.server.host, port=config.server.port, print=None, ssl_context=ssl_context,
                 access_log=logging.getLogger("fogd.access") if config.server.access_log else None)

@@ -28,6 +28,8 @@ from fogd.store import Node, Store
 log = logging.getLogger("fogd.nodes")
 
 ROLES = ("fog", "cloud")
+#: Where a container provisioner mounts server.tls_ca for the agent.
+AGENT_CA_PATH = "/etc/fogd/ca.pem"
 RECONNECT_S = 2.0
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -170,13 +172,16 @@ class NodeManager:
     def agent_url(self) -> str:
         if self.config.nodes.fogd_url:
             return self.config.nodes.fogd_url.rstrip("/")
-        host, port = self.config.server.host, self.config.server.port
+        host, port, scheme = self.config.server.host, self.config.server.port, self.config.server.scheme
         if self.provisioner is not None and self.provisioner.name == "docker" \
                 and self.config.docker.network != "host":
-            return f"http://host.docker.internal:{port}"
+            return f"{scheme}://host.docker.internal:{port}"
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def _in_container(self) -> bool:
+        return self.provisioner is not None and self.provisioner.name != "process"
 
     def _spec(self, name: str, role: str, batch: int) -> NodeSpec:
         nodes = self.config.nodes
@@ -186,6 +191,8 @@ class NodeManager:
                "FOGD_INTERVAL": repr(nodes.agent_interval), "FOGD_ANOMALY_RATE": repr(nodes.anomaly_rate),
                "FOGD_START_JITTER": repr(round(jitter, 3)),
                "FOGD_INSTANCE": nodes.instance}
+        if self.config.server.tls_ca:
+            env["FOGD_CA_FILE"] = AGENT_CA_PATH if self._in_container() else self.config.server.tls_ca
         labels = {LABEL_INSTANCE: nodes.instance, LABEL_ROLE: role, LABEL_NODE: name}
         return NodeSpec(name=name, role=role, image=nodes.image, env=env, labels=labels)
 

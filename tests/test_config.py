@@ -70,7 +70,7 @@ def test_environment_overrides_the_file(tmp_path):
            "FOGD_DATA_DIR": str(tmp_path / "d"), "FOGD_SYNCHRONOUS": "full", "FOGD_PROVISIONER": "process",
            "FOGD_INSTANCE": "lab-2", "FOGD_NODE_IMAGE": "fogd-node:test", "FOGD_DOCKER_NETWORK": "host",
            "FOGD_GRAFANA_URL": "http://grafana:3000", "FOGD_AGENT_URL": "http://fogd:8000",
-           "FOGD_ALLOW_REMOTE": "true", "FOGD_AUTH": "true"}
+           "FOGD_ALLOW_REMOTE": "true", "FOGD_AUTH": "true", "FOGD_TLS_CERT": "/c.pem", "FOGD_TLS_KEY": "/k.pem"}
     config = load_config(path, env=env)
     assert config.server.port == 9100
     assert config.store.resolved_path() == tmp_path / "b.db"
@@ -80,7 +80,7 @@ def test_environment_overrides_the_file(tmp_path):
         "process", "lab-2", "fogd-node:test", "host")
     assert (config.grafana.url, config.nodes.fogd_url, config.server.allow_remote) == (
         "http://grafana:3000", "http://fogd:8000", True)
-    assert config.auth.enabled is True
+    assert config.auth.enabled is True and config.server.scheme == "https"
     assert set(env) == set(ENV_OVERRIDES)
 
 

@@ -139,6 +139,8 @@ class DockerProvisioner:
         }
         if network != "host":
             host_config["ExtraHosts"] = ["host.docker.internal:host-gateway"]
+        if self._ctx.config.server.tls_ca:  # the agent verifies fogd's certificate with it
+            host_config["Binds"] = [f"{os.path.abspath(self._ctx.config.server.tls_ca)}:/etc/fogd/ca.pem:ro"]
         config = {
             "Image": spec.image,
             "Env": [f"{k}={v}" for k, v in spec.env.items()],

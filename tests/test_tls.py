@@ -43,7 +43,7 @@ def test_https_with_a_verified_certificate(tmp_path):
                       'agent_interval = 0.2\nagent_start_jitter = 0.0\n')
     env = {"FOGD_CONFIG": str(config), "FOGD_DB": str(tmp_path / "fogd.sqlite3")}
     proc = subprocess.Popen([sys.executable, "-m", "fogd", "serve"], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"https://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(cert))
     try:

@@ -169,6 +169,17 @@ class AnalysisConfig(_Section):
             raise ValueError("clear_after must be at least 1")
 
 
+class RetentionConfig(_Section):
+    raw_days: float = 30.0
+    rollup_days: float = 400.0
+    interval: float = 60.0
+    step_rows: int = 5_000
+
+    def __post_init__(self) -> None:
+        if self.raw_days < 0 or self.rollup_days < 0 or self.interval <= 0 or self.step_rows < 1:
+            raise ValueError("raw_days and rollup_days must be >= 0 (0 keeps forever); interval, step_rows > 0")
+
+
 class AuthConfig(_Section):
     enabled: bool = False
     agent_tokens: bool = True
@@ -205,6 +216,7 @@ class Config(_Section):
     docker: DockerConfig = _section(DockerConfig)
     grafana: GrafanaConfig = _section(GrafanaConfig)
     auth: AuthConfig = _section(AuthConfig)
+    retention: RetentionConfig = _section(RetentionConfig)
     log: LogConfig = _section(LogConfig)
     plugin: dict[str, dict[str, Any]] = {}
 

@@ -28,6 +28,7 @@ from fogd.http.middleware import errors_and_metrics
 from fogd.ingest import Ingestor
 from fogd.live import LiveCache
 from fogd.metrics import Metrics
+from fogd.model import now_ms
 from fogd.nodes import NodeManager
 from fogd.plugins.host import PluginHost, build_plugin_host
 from fogd.store import Store
@@ -79,12 +80,13 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
         loop_task = asyncio.create_task(analysis_loop(fogd), name="fogd-analysis-loop") \
             if config.analysis.interval > 0 else None
         rollups = asyncio.create_task(rollup_loop(store), name="fogd-rollups")
+        purger = asyncio.create_task(retention_loop(store, config), name="fogd-retention")
         log.info("fogd %s: store %s (%d nodes), plugins: %s", __version__, path, len(store.nodes),
                  ", ".join(n for n, i in plugins.infos.items() if i.status == "loaded") or "none")
         try:
             yield
         finally:
-            for task in (loop_task, rollups):
+            for task in (loop_task, rollups, purger):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -122,6 +124,34 @@ async def rollup_loop(store: Store, interval: float = 1.0) -> None:
         except Exception:
             log.exception("roll-up failed; retrying in %.0f s", interval)
         await asyncio.sleep(interval)
+
+
+async def purge_old(store: Store, config: Config) -> int:
+    """One retention pass: purge in steps until nothing old is left; returns rows purged."""
+    r = config.retention
+    now = now_ms()
+    raw = now - int(r.raw_days * 86_400_000) if r.raw_days else None
+    rollup = now - int(r.rollup_days * 86_400_000) if r.rollup_days else None
+    total = 0
+    if raw is None and rollup is None:
+        return 0
+    while True:
+        n = await store.purge_step(raw, rollup, r.step_rows)
+        total += n
+        if n == 0:
+            return total
+        await asyncio.sleep(0)  # ingest commits go between steps
+
+
+async def retention_loop(store: Store, config: Config) -> None:
+    while True:
+        try:
+            purged = await purge_old(store, config)
+            if purged:
+                log.info("retention: purged %d old readings and roll-ups", purged)
+        except Exception:
+            log.exception("retention pass failed; trying again in %.0f s", config.retention.interval)
+        await asyncio.sleep(config.retention.interval)
 
 
 def check_listen(config: Config) -> None:

@@ -167,13 +167,14 @@ class Store:
         if (self._ckpt_task is not None and not self._ckpt_task.done()) or now - self._ckpt_last < interval:
             return
         self._ckpt_last = now
-        self._ckpt_task = asyncio.create_task(self._checkpoint(), name="fogd-wal-checkpoint")
+        self._ckpt_task = asyncio.create_task(self.checkpoint(), name="fogd-wal-checkpoint")
 
-    async def _checkpoint(self) -> None:
+    async def checkpoint(self, mode: str = "PASSIVE") -> None:
+        """Copy the WAL back into the database (``TRUNCATE`` also empties the WAL file)."""
         try:
-            await self._ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            await self._ckpt.execute(f"PRAGMA wal_checkpoint({mode})")
         except sqlite3.Error as exc:  # the writer's automatic checkpoint still bounds the WAL
-            log.warning("background WAL checkpoint failed: %s", exc)
+            log.warning("WAL checkpoint failed: %s", exc)
 
     async def _load_nodes(self) -> None:
         rows = await self._r.execute_fetchall(
@@ -310,6 +311,28 @@ class Store:
                 if self._w.in_transaction:
                     await self._safe_rollback()
                 raise StoreFailed(f"could not roll up readings: {exc}") from exc
+
+    async def purge_step(self, raw_before_ms: int | None, rollup_before_ms: int | None, max_rows: int) -> int:
+        """Delete up to ``max_rows`` old readings (only rolled-up ones) per node, and old
+        roll-ups; each node's deletion is its own short transaction. Returns rows deleted."""
+        deleted = 0
+        for node_id in list(self.nodes_by_id):
+            async with self._write_lock:
+                try:
+                    if raw_before_ms is not None:
+                        cur = await self._w.execute(
+                            "DELETE FROM readings WHERE id IN (SELECT id FROM readings WHERE node_id = ? AND ts < ? "
+                            "AND id <= (SELECT value FROM meta WHERE key = 'rollup_upto') LIMIT ?)",
+                            (node_id, raw_before_ms, max_rows))
+                        deleted += cur.rowcount
+                    if rollup_before_ms is not None:
+                        cur = await self._w.execute(
+                            "DELETE FROM rollup_1m WHERE node_id = ? AND minute < ?",
+                            (node_id, rollup_before_ms // 60_000))
+                        deleted += cur.rowcount
+                except sqlite3.Error as exc:
+                    raise StoreFailed(f"could not purge old readings: {exc}") from exc
+        return deleted
 
     async def rollup_lag(self) -> int:
         """Readings stored but not yet folded into the roll-ups."""

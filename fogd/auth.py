@@ -23,6 +23,7 @@ OPEN = frozenset({"*"})  # no token needed (health checks)
 POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/"): OPEN,
     ("GET", "/healthz"): OPEN,
+    ("GET", "/openapi.json"): OPEN,
     ("POST", "/ingest"): frozenset({"operator", "agent"}),
     ("POST", "/create"): frozenset({"operator"}),
     ("POST", "/cleanup"): frozenset({"operator"}),

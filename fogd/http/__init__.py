@@ -25,6 +25,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/live_data", dashboard.get_live_data)
     app.router.add_get("/api/analysis_summary", analysis.get_analysis_summary)
     app.router.add_get("/healthz", health.get_healthz)
+    app.router.add_get("/openapi.json", health.get_openapi)
     app.router.add_get("/metrics", prometheus.get_metrics)  # POST /metrics is Grafana's, below
     app.router.add_get("/api/health_map", dashboard.get_health_map)
     app.router.add_get("/api/system_overview", dashboard.get_system_overview)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
+import msgspec
 from aiohttp import web
 
 from fogd import __version__
@@ -34,3 +35,16 @@ async def get_healthz(request: web.Request) -> web.Response:
         "ingest_queue": fogd.writer.queued,
         "provisioner": provisioner,
     }, status=200 if ok else 503)
+
+
+_openapi: bytes | None = None
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    """fogd's API as OpenAPI 3.1, generated from the msgspec types the routes decode."""
+    global _openapi
+    if _openapi is None:
+        from fogd.openapi import document  # imports every route module: not at import time
+
+        _openapi = msgspec.json.encode(document())
+    return web.Response(body=_openapi, content_type="application/json")

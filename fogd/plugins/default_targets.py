@@ -40,10 +40,18 @@ def node_options(fogd: Any) -> list[dict[str, str]]:
     return [{"label": n, "value": n} for n in sorted(fogd.store.nodes)]
 
 
-class LiveData:
+class NodeTarget:
+    """A target whose payload picks nodes (``node``, ``role``); Grafana asks for the node list."""
+
+    payloads = NODE_PAYLOADS
+
+    def payload_options(self, name: str, payload: dict[str, Any], fogd: Any) -> list[dict[str, str]]:
+        return node_options(fogd) if name == "node" else []
+
+
+class LiveData(NodeTarget):
     name = "live_data"
     label = "Live sensor snapshot (latest reading per node)"
-    payloads = NODE_PAYLOADS
 
     async def query(self, q: Query, fogd: Any) -> list[dict[str, Any]]:
         rows = []
@@ -57,14 +65,10 @@ class LiveData:
                           ("humidity", "number"), ("power", "number"), ("comfortIndex", "number"),
                           ("alertStatus", "string"), ("source", "string")], rows)]
 
-    def payload_options(self, name: str, payload: dict[str, Any], fogd: Any) -> list[dict[str, str]]:
-        return node_options(fogd) if name == "node" else []
 
-
-class HealthMap:
+class HealthMap(NodeTarget):
     name = "health_map"
     label = "Node health: alert tier and liveness per node"
-    payloads = NODE_PAYLOADS
 
     async def query(self, q: Query, fogd: Any) -> list[dict[str, Any]]:
         picked = {n.name for n in selected_nodes(q, fogd)}
@@ -73,9 +77,6 @@ class HealthMap:
         return [table(q, [("node", "string"), ("role", "string"), ("alertStatus", "string"),
                           ("liveness", "string"), ("status", "string"), ("icon", "string"), ("colour", "string"),
                           ("lastReading", "time"), ("age_s", "number")], rows)]
-
-    def payload_options(self, name: str, payload: dict[str, Any], fogd: Any) -> list[dict[str, str]]:
-        return node_options(fogd) if name == "node" else []
 
 
 class AnalysisSummary:
@@ -124,14 +125,13 @@ class AlertBuckets:
         return [table(q, [("alertStatus", "string"), ("nodes", "number"), ("live_alerts", "number")], rows)]
 
 
-class MetricSeries:
+class MetricSeries(NodeTarget):
     """One time series per selected node for one metric, averaged per bucket in SQL."""
 
     def __init__(self, metric: str, column: str | None = None) -> None:
         self.name = metric
         self.column = column or metric
         self.label = f"{metric} per node (time series)"
-        self.payloads = NODE_PAYLOADS
 
     def metric_of(self, q: Query) -> str:
         return self.column
@@ -147,9 +147,6 @@ class MetricSeries:
                 label = self.name if metric == self.column else metric
                 frames.append(timeseries(q, f"{node.name} {label}", [[round(v, 4), t] for t, v in points]))
         return frames
-
-    def payload_options(self, name: str, payload: dict[str, Any], fogd: Any) -> list[dict[str, str]]:
-        return node_options(fogd) if name == "node" else []
 
 
 class ExtraSeries(MetricSeries):

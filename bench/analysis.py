@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,25 +26,14 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import SINGLE_LUA, free_port, pinned, wrk  # noqa: E402
+from ingest import SINGLE_LUA, start_fogd, wrk  # noqa: E402
 
 
 def start(tmp: str, db: str, interval: float) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
     config = Path(tmp) / f"fogd-{interval}.toml"
     config.write_text(f'[analysis]\ninterval = {interval}\n[nodes]\nprovisioner = "process"\n'
                       f'instance = "bench-analysis"\n')
-    env = {**os.environ, "FOGD_DB": str(Path(tmp) / db), "FOGD_LISTEN": f"127.0.0.1:{port}",
-           "FOGD_LOG_LEVEL": "warning", "FOGD_CONFIG": str(config)}
-    proc = subprocess.Popen(pinned(0, [sys.executable, "-m", "fogd", "serve"]), env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("fogd did not start")
+    return start_fogd(Path(tmp) / db, {"FOGD_CONFIG": str(config)})
 
 
 async def fill(url: str, total: int, nodes: int = 100, span_s: float | None = None) -> None:

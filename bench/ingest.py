@@ -88,6 +88,23 @@ def wrk(url: str, script: str, connections: int, seconds: int, threads: int = 2)
     return {"rps": rps, "mean_ms": mean_ms, "p50_ms": ms("50%"), "p99_ms": ms("99%")}
 
 
+def start_fogd(db: Path, env: dict[str, str] | None = None, attempts: int = 300) -> tuple[subprocess.Popen[bytes], str]:
+    """`fogd serve` on a fresh loopback port, pinned to CPU 0; returns it once /healthz answers."""
+    port = free_port()
+    full = {**os.environ, "FOGD_DB": str(db), "FOGD_LISTEN": f"127.0.0.1:{port}", "FOGD_LOG_LEVEL": "warning",
+            **(env or {})}
+    proc = subprocess.Popen(pinned(0, [sys.executable, "-m", "fogd", "serve"]), env=full)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(attempts):
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("fogd did not start")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -133,18 +150,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         def start(db: str) -> tuple[subprocess.Popen[bytes], str]:
-            port = free_port()
-            env = {**os.environ, "FOGD_DB": str(Path(tmp) / db), "FOGD_LISTEN": f"127.0.0.1:{port}",
-                   "FOGD_LOG_LEVEL": "warning"}
-            proc = subprocess.Popen(pinned(0, [sys.executable, "-m", "fogd", "serve"]), env=env)
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(url + "/healthz", timeout=1).read()
-                    return proc, url
-                except OSError:
-                    time.sleep(0.05)
-            raise SystemExit("fogd did not start")
+            return start_fogd(Path(tmp) / db)
 
         proc, url = start("ingest.sqlite3")
         try:

@@ -67,7 +67,7 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
 
         analyzer = Analyzer(config, store, plugins.registries["rules"], rule_failed)
         fogd = Fogd(config=config, plugins=plugins, metrics=metrics, store=store, writer=writer,
-                    live=live, ingestor=Ingestor(config, plugins, store, writer), nodes=nodes,
+                    live=live, ingestor=Ingestor(config, plugins, store, writer, metrics), nodes=nodes,
                     analyzer=analyzer, tokens=TokenCache(store))
         app[FOGD] = fogd
         try:

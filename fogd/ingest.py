@@ -13,6 +13,7 @@ import msgspec
 
 from fogd.config import Config
 from fogd.errors import FogdError, Invalid, Overloaded
+from fogd.metrics import Metrics
 from fogd.model import ALERT_CODE, Reading, now_ms, utc_ms
 from fogd.plugins.host import PluginHost
 from fogd.store import ReadingRow, Store
@@ -23,8 +24,10 @@ _METRIC_TYPES = (float, int, type(None))
 
 
 class Ingestor:
-    def __init__(self, config: Config, plugins: PluginHost, store: Store, writer: GroupCommitWriter) -> None:
+    def __init__(self, config: Config, plugins: PluginHost, store: Store, writer: GroupCommitWriter,
+                 metrics: Metrics) -> None:
         self._config = config
+        self._metrics = metrics
         self._plugins = plugins
         self._store = store
         self._writer = writer
@@ -64,7 +67,13 @@ class Ingestor:
              r.source, _encode(r.extra).decode() if r.extra else None)
             for r in readings
         ]
-        return await self._writer.submit(rows)
+        flags = await self._writer.submit(rows)
+        stored = sum(flags)
+        if stored:
+            self._metrics.readings_stored.inc(stored)
+        if stored != len(flags):
+            self._metrics.readings_duplicate.inc(len(flags) - stored)
+        return flags
 
 
 def _check_normalized(readings: list[Reading]) -> None:

@@ -56,10 +56,6 @@ async def post_ingest(request: web.Request) -> web.Response:
         raise
     metrics.ingest_latency.observe(time.perf_counter() - start)
     stored = sum(flags)
-    if stored:
-        metrics.readings_stored.inc(stored)
-    if stored != len(flags):
-        metrics.readings_duplicate.inc(len(flags) - stored)
     if single:
         r = readings[0]
         node = fogd.store.nodes[r.node]

@@ -50,5 +50,4 @@ async def post_transfer(request: web.Request) -> web.Response:
     await fogd.store.add_event((now_ms(), dst.id, "transfer", None, None,
                                 f"copied {src.name}'s latest metrics ({copied['timestamp']}) into {dst.name}",
                                 msgspec.json.encode({"source": src.name, "copied": copied}).decode()))
-    fogd.metrics.readings_stored.inc()
     return json({"source": src.name, "destination": dst.name, "copied": copied, "stored": stored}, status=201)

@@ -195,6 +195,42 @@ class DockerConfig(_Section):
     network: str = "fogd"
 
 
+class SwarmConfig(_Section):
+    """The ``swarm`` provisioner: one Swarm service per node (see docs/SCALE.md)."""
+
+    network: str = "host"
+    placement_fog: list[str] = msgspec.field(default_factory=lambda: ["node.labels.fogd.fog==true"])
+    placement_cloud: list[str] = msgspec.field(default_factory=lambda: ["node.labels.fogd.cloud==true"])
+    spread: str = ""
+    cpus: float = 0.5
+    memory_mb: int = 128
+    restart_delay: float = 1.0
+    start_timeout: float = 60.0
+    create_parallelism: int = 32
+    poll_interval: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.cpus < 0 or self.memory_mb < 0 or self.restart_delay < 0:
+            raise ValueError("cpus, memory_mb and restart_delay must be >= 0 (0: no limit)")
+        if self.start_timeout <= 0 or self.create_parallelism < 1 or self.poll_interval <= 0:
+            raise ValueError("start_timeout, create_parallelism and poll_interval must be positive")
+
+    def placement(self, role: str) -> list[str]:
+        return list(self.placement_fog if role == "fog" else self.placement_cloud)
+
+
+class FleetConfig(_Section):
+    """The declared fleet's reconciler and rolling upgrades (fogd apply / scale / upgrade)."""
+
+    reconcile_interval: float = 5.0
+    upgrade_batch: int = 2
+    upgrade_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.reconcile_interval <= 0 or self.upgrade_batch < 1 or self.upgrade_timeout <= 0:
+            raise ValueError("reconcile_interval, upgrade_batch and upgrade_timeout must be positive")
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -214,6 +250,8 @@ class Config(_Section):
     nodes: NodesConfig = _section(NodesConfig)
     analysis: AnalysisConfig = _section(AnalysisConfig)
     docker: DockerConfig = _section(DockerConfig)
+    swarm: SwarmConfig = _section(SwarmConfig)
+    fleet: FleetConfig = _section(FleetConfig)
     grafana: GrafanaConfig = _section(GrafanaConfig)
     auth: AuthConfig = _section(AuthConfig)
     retention: RetentionConfig = _section(RetentionConfig)

@@ -55,7 +55,9 @@ class NodeManager:
         self.backend_ok = False
         self.backend_error = ""
         self._watch: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()  # one create/cleanup at a time: names stay unique
+        self.lock = asyncio.Lock()  # one create/cleanup at a time: names stay unique
+        #: Called when a node's backend status changes (the fleet reconciler wakes up).
+        self.on_change: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -129,17 +131,22 @@ class NodeManager:
         """Make fogd's records agree with what the backend runs (start-up, reconnect)."""
         assert self.provisioner is not None
         running = {s.name: s for s in await self.provisioner.list()}
+        changed = False
         for state in running.values():
             known = self.store.nodes.get(state.name)
             if known is None or known.runtime != _runtime(state):
                 if known is None:
                     log.info("adopting %s (%s) from %s", state.name, state.id, self.provisioner.name)
                 await self._save(state)
+                changed = True
         for node in list(self.store.nodes.values()):
             if node.provisioner == self.provisioner.name and node.name not in running \
-                    and node.runtime.get("status") != "missing":
+                    and node.runtime.get("status") not in ("missing", "removed"):
                 await self._save(msgspec.convert({**node.runtime, "status": "missing", "name": node.name,
                                                   "role": node.role}, NodeState))
+                changed = True
+        if changed and self.on_change is not None:
+            self.on_change()
 
     async def _apply(self, state: NodeState) -> None:
         log.debug("backend event: %s", state)
@@ -150,12 +157,18 @@ class NodeManager:
             await self.adopt()
             return
         runtime = {**node.runtime, "status": state.status}
+        for key in ("id", "host", "image", "ip"):  # Swarm moves a node's task between hosts
+            value = getattr(state, key)
+            if value:
+                runtime[key] = value
         if state.exit_code is not None:
             runtime["exit_code"] = state.exit_code
         if state.status == "running":
             runtime.pop("exit_code", None)
         if runtime != node.runtime:
             await self.store.save_node(node.name, node.role, node.provisioner, runtime, node.created_ms)
+            if self.on_change is not None:
+                self.on_change()
 
     async def _save(self, state: NodeState) -> Node:
         assert self.provisioner is not None
@@ -163,7 +176,7 @@ class NodeManager:
                                           state.created_ms or now_ms())
 
     # ------------------------------------------------------------------ create
-    def _next_names(self, role: str, count: int) -> list[str]:
+    def next_names(self, role: str, count: int) -> list[str]:
         pattern = re.compile(rf"^{role}-(\d+)$")
         used = [int(m.group(1)) for name in self.store.nodes if (m := pattern.match(name))]
         start = max(used, default=0) + 1
@@ -183,18 +196,23 @@ class NodeManager:
     def _in_container(self) -> bool:
         return self.provisioner is not None and self.provisioner.name != "process"
 
-    def _spec(self, name: str, role: str, batch: int) -> NodeSpec:
+    def spec(self, name: str, role: str, batch: int = 1, image: str = "", interval: float | None = None,
+             anomaly_rate: float | None = None, placement: list[str] | None = None) -> NodeSpec:
+        """What node ``name`` runs: nodes.* defaults, or a fleet declaration's overrides."""
         nodes = self.config.nodes
+        interval = nodes.agent_interval if interval is None else interval
+        anomaly_rate = nodes.anomaly_rate if anomaly_rate is None else anomaly_rate
         # The herd grows with the batch: 80 ms of spread per node, at most agent_start_jitter.
         jitter = min(nodes.agent_start_jitter, 0.08 * batch)
         env = {"FOGD_URL": self.agent_url(), "FOGD_NODE": name, "FOGD_ROLE": role,
-               "FOGD_INTERVAL": repr(nodes.agent_interval), "FOGD_ANOMALY_RATE": repr(nodes.anomaly_rate),
+               "FOGD_INTERVAL": repr(interval), "FOGD_ANOMALY_RATE": repr(anomaly_rate),
                "FOGD_START_JITTER": repr(round(jitter, 3)),
                "FOGD_INSTANCE": nodes.instance}
         if self.config.server.tls_ca:
             env["FOGD_CA_FILE"] = AGENT_CA_PATH if self._in_container() else self.config.server.tls_ca
         labels = {LABEL_INSTANCE: nodes.instance, LABEL_ROLE: role, LABEL_NODE: name}
-        return NodeSpec(name=name, role=role, image=nodes.image, env=env, labels=labels)
+        return NodeSpec(name=name, role=role, image=image or nodes.image, env=env, labels=labels,
+                        placement=placement)
 
     async def _with_agent_token(self, spec: NodeSpec) -> NodeSpec:
         """A token for this node's agent (role agent, this node only), in its environment."""
@@ -204,109 +222,140 @@ class NodeManager:
 
     async def create(self, fog: int, cloud: int, progress: Progress | None = None) -> dict[str, Any]:
         """Create ``fog`` + ``cloud`` nodes concurrently; report each as it starts."""
-        if self.provisioner is None:
-            raise Unavailable("fogd is starting; no provisioner yet")
+        provisioner = self._ready()
         total = fog + cloud
         if total < 1:
             raise Invalid("ask for at least one node: fog and cloud are both 0", field="fog")
-        limit = self.config.nodes.max_nodes
-        async with self._lock:
-            existing = sum(1 for n in self.store.nodes.values() if n.provisioner == self.provisioner.name
+        async with self.lock:
+            existing = sum(1 for n in self.store.nodes.values() if n.provisioner == provisioner.name
                            and n.runtime.get("status") not in ("missing", "removed"))
-            if existing + total > limit:
-                raise Invalid(f"{existing} nodes exist and {total} more would exceed nodes.max_nodes ({limit})",
-                              field="fog", max_nodes=limit, existing=existing)
-            if not await self.provisioner.available():
-                raise Unavailable(f"the {self.provisioner.name} backend is unreachable"
-                                  f"{': ' + self.backend_error if self.backend_error else ''}; "
-                                  "fogd keeps serving ingest and queries and reconnects by itself")
-            try:
-                await self.provisioner.prepare(self.config.nodes.image)
-            except ImageMissing as exc:
-                raise NodeImageMissing(str(exc), image=self.config.nodes.image) from None
-            except ProvisionFailed as exc:
-                raise PrepareFailed(str(exc)) from None
-            except BackendUnavailable as exc:
-                raise Unavailable(str(exc)) from None
-
-            specs = [self._spec(n, "fog", total) for n in self._next_names("fog", fog)]
-            specs += [self._spec(n, "cloud", total) for n in self._next_names("cloud", cloud)]
-            if self.config.auth.enabled and self.config.auth.agent_tokens:
-                specs = [await self._with_agent_token(spec) for spec in specs]
-            gate = asyncio.Semaphore(self.config.nodes.create_parallelism)
+            self.check_limit(existing + total, f"{existing} nodes exist and {total} more")
+            await self.prepare(self.config.nodes.image)
+            specs = [self.spec(n, "fog", total) for n in self.next_names("fog", fog)]
+            specs += [self.spec(n, "cloud", total) for n in self.next_names("cloud", cloud)]
             started = time.monotonic()
-
-            async def one(spec: NodeSpec) -> dict[str, Any]:
-                async with gate:
-                    try:
-                        state = await self.provisioner.create(spec)  # type: ignore[union-attr]
-                        node = await self._save(state)
-                        result = {**self.view(node), "ok": True}
-                    except (ProvisionFailed, BackendUnavailable) as exc:
-                        result = {"name": spec.name, "role": spec.role, "ok": False, "error": str(exc)}
-                    except Exception as exc:  # a plugin bug must not leave the others hanging
-                        log.exception("provisioner %s failed on %s", self.provisioner.name, spec.name)
-                        result = {"name": spec.name, "role": spec.role, "ok": False,
-                                  "error": f"{type(exc).__name__}: {exc}"}
-                result["elapsed_s"] = round(time.monotonic() - started, 3)
-                if progress is not None:
-                    await progress(result)
-                return result
-
-            results = await asyncio.gather(*(one(s) for s in specs))
+            results = await self.launch(specs, progress, started)
         created = [r for r in results if r["ok"]]
         failed = [r for r in results if not r["ok"]]
-        return {"provisioner": self.provisioner.name, "requested": {"fog": fog, "cloud": cloud},
+        return {"provisioner": provisioner.name, "requested": {"fog": fog, "cloud": cloud},
                 "created": created, "failed": failed, "elapsed_s": round(time.monotonic() - started, 3)}
+
+    def _ready(self) -> Provisioner:
+        if self.provisioner is None:
+            raise Unavailable("fogd is starting; no provisioner yet")
+        return self.provisioner
+
+    def check_limit(self, wanted: int, what: str) -> None:
+        limit = self.config.nodes.max_nodes
+        if wanted > limit:
+            raise Invalid(f"{what} would exceed nodes.max_nodes ({limit})", field="fog", max_nodes=limit)
+
+    async def prepare(self, image: str) -> None:
+        """The backend is reachable and ``image`` is usable, or the matching 503/409."""
+        provisioner = self._ready()
+        if not await provisioner.available():
+            raise Unavailable(f"the {provisioner.name} backend is unreachable"
+                              f"{': ' + self.backend_error if self.backend_error else ''}; "
+                              "fogd keeps serving ingest and queries and reconnects by itself")
+        try:
+            await provisioner.prepare(image)
+        except ImageMissing as exc:
+            raise NodeImageMissing(str(exc), image=image) from None
+        except ProvisionFailed as exc:
+            raise PrepareFailed(str(exc)) from None
+        except BackendUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+
+    async def launch(self, specs: list[NodeSpec], progress: Progress | None = None,
+                     started: float | None = None) -> list[dict[str, Any]]:
+        """Start ``specs`` concurrently (bounded); one result per node, reported as it
+        comes. The caller holds ``self.lock`` and has called :meth:`prepare`."""
+        provisioner = self._ready()
+        if self.config.auth.enabled and self.config.auth.agent_tokens:
+            specs = [await self._with_agent_token(spec) for spec in specs]
+        gate = asyncio.Semaphore(getattr(provisioner, "create_parallelism", 0)
+                                 or self.config.nodes.create_parallelism)
+        started = time.monotonic() if started is None else started
+
+        async def one(spec: NodeSpec) -> dict[str, Any]:
+            async with gate:
+                try:
+                    state = await provisioner.create(spec)
+                    node = await self._save(state)
+                    result = {**self.view(node), "ok": True}
+                except (ProvisionFailed, BackendUnavailable) as exc:
+                    result = {"name": spec.name, "role": spec.role, "ok": False, "error": str(exc)}
+                except Exception as exc:  # a plugin bug must not leave the others hanging
+                    log.exception("provisioner %s failed on %s", provisioner.name, spec.name)
+                    result = {"name": spec.name, "role": spec.role, "ok": False,
+                              "error": f"{type(exc).__name__}: {exc}"}
+            result["elapsed_s"] = round(time.monotonic() - started, 3)
+            if progress is not None:
+                await progress(result)
+            return result
+
+        return list(await asyncio.gather(*(one(s) for s in specs)))
+
+    async def retire(self, names: list[str], keep_history: bool = True) -> tuple[list[dict], list[dict]]:
+        """Remove ``names`` from the backend and revoke their agents' tokens; their records
+        stay as ``removed`` (history kept) or go with their history. (removed, failed).
+        The caller holds ``self.lock``."""
+        provisioner = self._ready()
+        try:
+            running = {s.name: s for s in await provisioner.list()}
+        except BackendUnavailable as exc:
+            raise Unavailable(f"{exc}; nothing was removed") from None
+        removed: list[dict] = []
+        failed: list[dict] = []
+
+        async def one(name: str) -> None:
+            state, record = running.get(name), self.store.nodes.get(name)
+            try:
+                if state is not None:
+                    await provisioner.remove(state)
+                removed.append({"name": name, "role": state.role if state else record.role if record else "",
+                                "id": state.id if state else record.runtime.get("id", "") if record else ""})
+            except (ProvisionFailed, BackendUnavailable) as exc:
+                failed.append({"name": name, "error": str(exc)})
+
+        gate = asyncio.Semaphore(getattr(provisioner, "create_parallelism", 0) or self.config.nodes.create_parallelism)
+
+        async def gated(name: str) -> None:
+            async with gate:
+                await one(name)
+
+        await asyncio.gather(*(gated(n) for n in names))
+        gone = [r["name"] for r in removed]
+        for name in gone:
+            await self.store.revoke_agent_tokens(name, now_ms())
+        if keep_history:
+            for name in gone:
+                node = self.store.nodes.get(name)
+                if node is not None:
+                    await self.store.save_node(name, node.role, node.provisioner,
+                                               {**node.runtime, "status": "removed"}, node.created_ms)
+        else:
+            for name in gone:
+                node = self.store.nodes.get(name)
+                if node is not None:
+                    self.live.forget(node.id)
+            await self.store.delete_nodes(gone)
+        removed.sort(key=lambda r: _order(r["name"]))
+        return removed, failed
 
     # ------------------------------------------------------------------ cleanup
     async def cleanup(self, keep_history: bool = False) -> dict[str, Any]:
         """Remove this instance's nodes from the backend, then (unless ``keep_history``) their history."""
-        if self.provisioner is None:
-            raise Unavailable("fogd is starting; no provisioner yet")
-        async with self._lock:
+        provisioner = self._ready()
+        async with self.lock:
             try:
-                running = {s.name: s for s in await self.provisioner.list()}
+                running = {s.name for s in await provisioner.list()}
             except BackendUnavailable as exc:
                 raise Unavailable(f"{exc}; nothing was removed") from None
-            records = {n.name: n for n in self.store.nodes.values() if n.provisioner == self.provisioner.name
+            records = {n.name for n in self.store.nodes.values() if n.provisioner == provisioner.name
                        and not (keep_history and n.runtime.get("status") == "removed")}
-            removed, failed = [], []
-
-            async def one(name: str) -> None:
-                state = running.get(name)
-                try:
-                    if state is not None:
-                        await self.provisioner.remove(state)  # type: ignore[union-attr]
-                    removed.append({"name": name, "role": (state or records[name]).role,
-                                    "id": state.id if state else records[name].runtime.get("id", "")})
-                except (ProvisionFailed, BackendUnavailable) as exc:
-                    failed.append({"name": name, "error": str(exc)})
-
-            gate = asyncio.Semaphore(self.config.nodes.create_parallelism)
-
-            async def gated(name: str) -> None:
-                async with gate:
-                    await one(name)
-
-            await asyncio.gather(*(gated(n) for n in sorted(set(running) | set(records))))
-            gone = [r["name"] for r in removed]
-            for name in gone:
-                await self.store.revoke_agent_tokens(name, now_ms())
-            if keep_history:
-                for name in gone:
-                    node = self.store.nodes.get(name)
-                    if node is not None:
-                        await self.store.save_node(name, node.role, node.provisioner,
-                                                   {**node.runtime, "status": "removed"}, node.created_ms)
-            else:
-                for name in gone:
-                    node = self.store.nodes.get(name)
-                    if node is not None:
-                        self.live.forget(node.id)
-                await self.store.delete_nodes(gone)
-        removed.sort(key=lambda r: _order(r["name"]))
-        return {"provisioner": self.provisioner.name, "removed": removed, "failed": failed,
+            removed, failed = await self.retire(sorted(running | records), keep_history)
+        return {"provisioner": provisioner.name, "removed": removed, "failed": failed,
                 "history": "kept" if keep_history else "cleared"}
 
     # ------------------------------------------------------------------ inspection

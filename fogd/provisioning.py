@@ -3,7 +3,8 @@
 A provisioner runs node agents somewhere (Docker containers, Swarm services, local
 processes) and reports what runs. fogd's :class:`fogd.nodes.NodeManager` decides
 names, concurrency, bookkeeping and HTTP; a provisioner only does the backend work.
-The built-in ones are ``fogd/plugins/default_docker.py`` and ``default_process.py``.
+The built-in ones are ``fogd/plugins/default_docker.py``, ``default_swarm.py`` and
+``default_process.py``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ LABEL_NODE = "io.fogd.node"
 
 
 class NodeSpec(msgspec.Struct, frozen=True):
-    """A node to start: its name, role, image and the agent's environment."""
+    """A node to start: its name, role, image and the agent's environment.
+
+    ``placement``: constraints on the hosts it may run on, for provisioners that place
+    nodes (Swarm: ``node.labels.fogd.fog==true``); ``None`` means the provisioner's
+    configured default; provisioners with one host ignore it."""
 
     name: str
     role: str
     image: str
     env: dict[str, str]
     labels: dict[str, str]
+    placement: list[str] | None = None
 
 
 class NodeState(msgspec.Struct, omit_defaults=True):
@@ -73,6 +79,11 @@ class ImageMissing(ProvisionFailed):
 
 @runtime_checkable
 class Provisioner(Protocol):
+    """Optional attributes fogd reads with getattr: ``self_healing`` (True: the backend
+    restarts dead nodes itself, as Swarm does, so fogd's reconciler only replaces nodes
+    that are missing) and ``create_parallelism`` (how many ``create`` calls at once,
+    instead of nodes.create_parallelism)."""
+
     name: str
 
     async def open(self, ctx: ProvisionerContext) -> None:

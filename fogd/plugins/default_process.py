@@ -22,6 +22,8 @@ from typing import AsyncIterator
 from fogd.plugins.markers import hookimpl
 from fogd.provisioning import NodeSpec, NodeState, ProvisionerContext, ProvisionFailed
 
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
 log = logging.getLogger("fogd.process")
 
 POLL_S = 0.5
@@ -84,6 +86,9 @@ class ProcessProvisioner:
         assert self._ctx is not None
         logfile = self._ctx.data_dir / "agents" / f"{spec.name}.log"
         env = {**os.environ, **spec.env}
+        # The agent that ships with this fogd (node_agent/ sits next to fogd/), even when
+        # fogd runs from a checkout that is not the installed one.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         try:
             with open(logfile, "ab") as out:
                 proc = subprocess.Popen(

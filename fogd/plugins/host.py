@@ -32,6 +32,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "fogd.plugins.default_rules",
     "fogd.plugins.default_targets",
     "fogd.plugins.default_docker",
+    "fogd.plugins.default_swarm",
     "fogd.plugins.default_process",
 )
 

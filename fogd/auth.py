@@ -27,6 +27,12 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/ingest"): frozenset({"operator", "agent"}),
     ("POST", "/create"): frozenset({"operator"}),
     ("POST", "/cleanup"): frozenset({"operator"}),
+    ("POST", "/fleet"): frozenset({"operator"}),
+    ("DELETE", "/fleet"): frozenset({"operator"}),
+    ("POST", "/fleet/scale"): frozenset({"operator"}),
+    ("POST", "/fleet/upgrade"): frozenset({"operator"}),
+    ("POST", "/fleet/plan"): READ,
+    ("GET", "/fleet"): READ,
     ("POST", "/transfer"): frozenset({"operator"}),
     ("POST", "/alerts/{id}/ack"): frozenset({"operator"}),
     ("POST", "/analyze"): frozenset({"operator", "analyst"}),
@@ -56,6 +62,8 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
 
 #: Mutating routes recorded in the audit log (ingest is not: it is the data itself).
 AUDITED = frozenset({("POST", "/create"), ("POST", "/cleanup"), ("POST", "/transfer"),
+                     ("POST", "/fleet"), ("DELETE", "/fleet"), ("POST", "/fleet/scale"),
+                     ("POST", "/fleet/upgrade"),
                      ("POST", "/alerts/{id}/ack"), ("POST", "/analyze"), ("POST", "/tokens"),
                      ("POST", "/tokens/{name}/revoke")})
 

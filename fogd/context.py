@@ -10,6 +10,7 @@ from aiohttp import web
 from fogd.analysis import Analyzer
 from fogd.auth import TokenCache
 from fogd.config import Config
+from fogd.fleet import Fleet
 from fogd.ingest import Ingestor
 from fogd.live import LiveCache
 from fogd.metrics import Metrics
@@ -31,6 +32,7 @@ class Fogd:
     live: LiveCache
     ingestor: Ingestor
     nodes: NodeManager
+    fleet: Fleet
     analyzer: Analyzer
     tokens: TokenCache
     started: float = field(default_factory=time.time)

@@ -23,6 +23,7 @@ from fogd.auth import TokenCache
 from fogd.config import Config
 from fogd.context import FOGD, Fogd
 from fogd.errors import ConfigError
+from fogd.fleet import Fleet
 from fogd.http import add_routes
 from fogd.http.middleware import errors_and_metrics
 from fogd.ingest import Ingestor
@@ -60,6 +61,7 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
         writer = GroupCommitWriter(store, config.ingest.commit_max_rows, committed)
         writer.start()
         nodes = NodeManager(config, store, live, plugins.registries["provisioners"])
+        fleet = Fleet(config, store, nodes, live)
 
         def rule_failed(rule: str, exc: BaseException) -> None:
             log.error("analysis rule %r raised: %s: %s", rule, type(exc).__name__, exc, exc_info=exc)
@@ -68,11 +70,13 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
         analyzer = Analyzer(config, store, plugins.registries["rules"], rule_failed)
         fogd = Fogd(config=config, plugins=plugins, metrics=metrics, store=store, writer=writer,
                     live=live, ingestor=Ingestor(config, plugins, store, writer, metrics), nodes=nodes,
-                    analyzer=analyzer, tokens=TokenCache(store))
+                    fleet=fleet, analyzer=analyzer, tokens=TokenCache(store))
         app[FOGD] = fogd
         try:
             await nodes.start()
+            await fleet.start()
         except BaseException:
+            await nodes.stop()
             await writer.close()
             await store.close()
             raise
@@ -92,6 +96,7 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await plugins.call_each_async("fogd_shutdown", app=app)
+            await fleet.stop()
             await nodes.stop()
             await writer.close()
             await store.close()

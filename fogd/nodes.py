@@ -301,6 +301,8 @@ class NodeManager:
         stay as ``removed`` (history kept) or go with their history. (removed, failed).
         The caller holds ``self.lock``."""
         provisioner = self._ready()
+        if not names:
+            return [], []
         try:
             running = {s.name: s for s in await provisioner.list()}
         except BackendUnavailable as exc:

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from fogd import __version__
+from fogd.fleet import FleetSpec, ScaleRequest, UpgradeRequest
 from fogd.grafana import MetricsRequest, PayloadOptionsRequest, QueryRequest, TagValuesRequest, VariableRequest
 from fogd.http.nodes import CleanupRequest, CreateRequest
 from fogd.http.tokens import TokenRequest
@@ -38,6 +39,12 @@ OPERATIONS: list[tuple[str, str, str, Any, list[dict[str, Any]]]] = [
     ("post", "/ingest", "Store one reading or a batch", Reading | list[Reading], []),
     ("post", "/create", "Start fog and cloud nodes", CreateRequest, []),
     ("post", "/cleanup", "Remove this fogd's nodes", CleanupRequest, []),
+    ("get", "/fleet", "The declared fleet, its plan and last reconciliation", None, []),
+    ("post", "/fleet", "Declare the fleet and make it so", FleetSpec, []),
+    ("delete", "/fleet", "Withdraw the declaration (nodes keep running)", None, []),
+    ("post", "/fleet/plan", "What a declaration would change (changes nothing)", FleetSpec, []),
+    ("post", "/fleet/scale", "Change the declared counts", ScaleRequest, []),
+    ("post", "/fleet/upgrade", "Roll a new agent image through the fleet", UpgradeRequest, []),
     ("get", "/nodes", "Node name to container id", None, []),
     ("get", "/nodes/status", "Every node with status and liveness", None, []),
     ("get", "/nodes/{node}/data", "A node's latest reading and history", None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from fogd.http import alerts, analysis, dashboard, grafana, health, ingest, nodes, prometheus, tokens, transfer
+from fogd.http import (alerts, analysis, dashboard, fleet, grafana, health, ingest, nodes, prometheus, tokens,
+                       transfer)
 
 
 def add_routes(app: web.Application) -> None:
@@ -14,6 +15,12 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/nodes", nodes.get_nodes)
     app.router.add_get("/nodes/status", nodes.get_nodes_status)
     app.router.add_get("/nodes/{node}/data", nodes.get_node_data)
+    app.router.add_get("/fleet", fleet.get_fleet)
+    app.router.add_post("/fleet", fleet.post_fleet)
+    app.router.add_delete("/fleet", fleet.delete_fleet)
+    app.router.add_post("/fleet/plan", fleet.post_plan)
+    app.router.add_post("/fleet/scale", fleet.post_scale)
+    app.router.add_post("/fleet/upgrade", fleet.post_upgrade)
     app.router.add_post("/analyze", analysis.post_analyze)
     app.router.add_get("/alerts", alerts.get_alerts)
     app.router.add_post("/alerts/{id}/ack", alerts.post_ack)

@@ -3,16 +3,18 @@ and ``GET /nodes/{node}/data`` (a node's latest reading and its history)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Awaitable, Callable
 
 import msgspec
 from aiohttp import web
 
 from fogd.context import FOGD
 from fogd.errors import Invalid, Malformed, NotFound, invalid_from
+from fogd.fleet import FleetDeclared
 from fogd.http.responses import json, query_int
 from fogd.live import row_view
 from fogd.model import parse_time
+from fogd.nodes import Progress
 
 MAX_HISTORY = 10_000
 
@@ -86,9 +88,22 @@ async def post_create(request: web.Request) -> web.StreamResponse:
     JSON line the moment it starts (or fails), then the summary; otherwise one JSON reply."""
     fogd = request.app[FOGD]
     req = await decode_body(request, _create_decoder)
+    if fogd.fleet.spec is not None:
+        raise FleetDeclared("a fleet is declared (fogd apply): the reconciler would remove nodes added by "
+                            "/create; change the declaration with `fogd scale` or `fogd apply` instead",
+                            revision=fogd.fleet.revision)
+    return await with_progress(request, lambda progress: fogd.nodes.create(req.fog, req.cloud, progress),
+                               _create_status)
+
+
+async def with_progress(request: web.Request, run: Callable[[Progress | None], Awaitable[dict[str, Any]]],
+                        status: Callable[[dict[str, Any]], int] = lambda result: 200) -> web.StreamResponse:
+    """Run a long node operation. With ``Accept: application/x-ndjson``: one JSON line per
+    node as it goes (``{"event": "node", ...}``), then ``{"event": "done", ...}`` with the
+    result; otherwise the result as one JSON reply with ``status(result)``."""
     if "application/x-ndjson" not in request.headers.get("Accept", ""):
-        result = await fogd.nodes.create(req.fog, req.cloud)
-        return json(result, status=_create_status(result))
+        result = await run(None)
+        return json(result, status=status(result))
     # The stream is prepared when the first node reports, so a request rejected before
     # any node starts (validation, image missing, backend down) still gets a JSON error.
     stream = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
@@ -98,7 +113,7 @@ async def post_create(request: web.Request) -> web.StreamResponse:
             await stream.prepare(request)
         await stream.write(msgspec.json.encode({"event": "node", **item}) + b"\n")
 
-    result = await fogd.nodes.create(req.fog, req.cloud, progress)
+    result = await run(progress)
     if not stream.prepared:
         await stream.prepare(request)
     await stream.write(msgspec.json.encode({"event": "done", **result}) + b"\n")
@@ -115,7 +130,8 @@ def _create_status(result: dict) -> int:
 async def post_cleanup(request: web.Request) -> web.Response:
     fogd = request.app[FOGD]
     req = await decode_body(request, _cleanup_decoder, empty_ok=True)
-    return json(await fogd.nodes.cleanup(keep_history=req.keep_history))
+    withdrawn = await fogd.fleet.withdraw()  # first: the reconciler must not bring them back
+    return json({**await fogd.nodes.cleanup(keep_history=req.keep_history), "fleet_withdrawn": withdrawn})
 
 
 async def get_nodes(request: web.Request) -> web.Response:

@@ -111,6 +111,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_ts ON audit(ts);
     """,
+    # 6: the declared fleet (fogd apply / POST /fleet): one row, the declaration as JSON.
+    """
+    CREATE TABLE fleet (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        spec       TEXT NOT NULL,            -- JSON of fogd.fleet.FleetSpec
+        revision   INTEGER NOT NULL,         -- +1 on every change
+        updated_ms INTEGER NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

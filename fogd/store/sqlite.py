@@ -529,6 +529,32 @@ class Store:
             "SELECT id, ts, actor, role, method, path, params, status, outcome FROM audit "
             f"WHERE {' AND '.join(where)} ORDER BY ts DESC, id DESC LIMIT ?", (*params, limit)))
 
+    # ------------------------------------------------------------------ fleet
+    async def fleet(self) -> tuple[str, int, int] | None:
+        """The declared fleet: ``(spec_json, revision, updated_ms)``, or None."""
+        rows = await self._w.execute_fetchall("SELECT spec, revision, updated_ms FROM fleet WHERE id = 1")
+        return tuple(rows[0]) if rows else None  # type: ignore[return-value]
+
+    async def save_fleet(self, spec_json: str, ts: int) -> int:
+        """Store the declaration; returns its new revision."""
+        async with self._write_lock:
+            try:
+                rows = await self._w.execute_fetchall(
+                    "INSERT INTO fleet (id, spec, revision, updated_ms) VALUES (1, ?, 1, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET spec = excluded.spec, revision = revision + 1, "
+                    "updated_ms = excluded.updated_ms RETURNING revision", (spec_json, ts))
+            except sqlite3.Error as exc:
+                raise StoreFailed(f"could not save the fleet declaration: {exc}") from exc
+        return int(rows[0][0])
+
+    async def delete_fleet(self) -> bool:
+        async with self._write_lock:
+            try:
+                cur = await self._w.execute("DELETE FROM fleet")
+            except sqlite3.Error as exc:
+                raise StoreFailed(f"could not delete the fleet declaration: {exc}") from exc
+        return cur.rowcount > 0
+
     async def _safe_rollback(self) -> None:
         try:
             await self._w.rollback()

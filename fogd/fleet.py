@@ -1,0 +1,374 @@
+"""The declared fleet: what should run, the plan from what runs to it, and the
+reconciler that keeps it so; scaling and rolling upgrades with rollback.
+
+``fogd apply fleet.toml`` / ``POST /fleet`` store a :class:`FleetSpec` (SQLite table
+``fleet``); :class:`Fleet` compares it with fogd's node records (kept true to the
+backend by :class:`fogd.nodes.NodeManager`) every ``fleet.reconcile_interval`` seconds
+and at once when a node's status changes, and fixes the difference through the same
+provisioner as ``/create``: missing nodes are created, dead ones replaced under the
+same name, extra ones removed (highest numbers first, history kept). Swarm restarts
+dead tasks itself (``self_healing``); there fogd only replaces missing services.
+
+Image changes roll a few nodes at a time (``fleet.upgrade_batch``): each upgraded node
+must report telemetry within ``fleet.upgrade_timeout``, or every node upgraded so far
+goes back to its old image and the declaration keeps the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Annotated, Any
+
+import msgspec
+
+from fogd.config import Config
+from fogd.errors import FogdError, Invalid
+from fogd.live import LiveCache
+from fogd.model import iso_ms, now_ms
+from fogd.nodes import ROLES, NodeManager, Progress, _order
+from fogd.store import Node, Store
+
+log = logging.getLogger("fogd.fleet")
+
+#: Node statuses with no runtime behind them.
+GONE = frozenset({"missing", "removed"})
+#: Statuses of a node that stopped; a backend that does not restart nodes needs fogd to.
+STOPPED = frozenset({"exited", "dead", "created"})
+
+
+class RoleSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """One role of the fleet: how many nodes, and what they run (unset: fogd.toml's)."""
+
+    count: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+    image: str = ""
+    placement: list[str] | None = None
+    interval: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+    anomaly_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+
+
+class FleetSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """``fleet.toml`` / the ``POST /fleet`` body: ``image`` for every role, one table per role."""
+
+    image: str = ""
+    fog: RoleSpec = msgspec.field(default_factory=RoleSpec)
+    cloud: RoleSpec = msgspec.field(default_factory=RoleSpec)
+
+    def role(self, role: str) -> RoleSpec:
+        return self.fog if role == "fog" else self.cloud
+
+    def image_for(self, role: str, default: str) -> str:
+        return self.role(role).image or self.image or default
+
+
+class ScaleRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /fleet/scale``: new counts; a role left out keeps its count."""
+
+    fog: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
+    cloud: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
+
+
+class UpgradeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /fleet/upgrade``: roll ``image`` through the fleet (or one ``role``)."""
+
+    image: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    role: str | None = None
+    batch: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+
+
+class FleetNotDeclared(FogdError):
+    status = 409
+    kind = "no_fleet"
+
+
+class FleetDeclared(FogdError):
+    """``/create`` while a fleet is declared: the reconciler would undo it."""
+
+    status = 409
+    kind = "fleet_declared"
+
+
+class Fleet:
+    def __init__(self, config: Config, store: Store, nodes: NodeManager, live: LiveCache) -> None:
+        self.config = config
+        self.store = store
+        self.nodes = nodes
+        self.live = live
+        self.spec: FleetSpec | None = None
+        self.revision = 0
+        self.updated_ms = 0
+        self.last: dict[str, Any] = {}  # the last reconciliation that did something (or failed)
+        self.upgrade_state: dict[str, Any] = {}
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        row = await self.store.fleet()
+        if row is not None:
+            self.spec = msgspec.json.decode(row[0], type=FleetSpec)
+            self.revision, self.updated_ms = row[1], row[2]
+            log.info("fleet revision %d declared: %s", self.revision, _counts(self.spec))
+        self.nodes.on_change = self.kick
+        self._task = asyncio.create_task(self._loop(), name="fogd-fleet")
+
+    async def stop(self) -> None:
+        self.nodes.on_change = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def kick(self) -> None:
+        """Reconcile soon (a node's status changed)."""
+        self._kick.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.config.fleet.reconcile_interval)
+            self._kick.clear()
+            if self.spec is None or not self.nodes.backend_ok:
+                continue
+            try:
+                async with self.nodes.lock:
+                    await self._reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the backend went away mid-way: report, retry next round
+                log.warning("fleet reconciliation failed: %s", exc)
+                self.last = {"at": iso_ms(now_ms()), "ok": False, "error": str(exc) or type(exc).__name__}
+
+    # ------------------------------------------------------------------ plan
+    def _records(self) -> list[Node]:
+        name = self.nodes.provisioner.name if self.nodes.provisioner else ""
+        return [n for n in self.store.nodes.values() if n.provisioner == name]
+
+    def _down(self, node: Node) -> bool:
+        status = node.runtime.get("status", "")
+        healing = getattr(self.nodes.provisioner, "self_healing", False)
+        return status in GONE or (not healing and status in STOPPED)
+
+    def plan(self, spec: FleetSpec | None = None) -> dict[str, Any]:
+        """Per role, what reconciling ``spec`` (default: the declared one) would do now."""
+        spec = spec if spec is not None else self.spec or FleetSpec()
+        records = self._records()
+        plans: dict[str, Any] = {}
+        for role in ROLES:
+            want = spec.role(role).count
+            image = spec.image_for(role, self.config.nodes.image)
+            members = sorted((n for n in records if n.role == role),
+                             key=lambda n: (self._down(n), _order(n.name)))
+            kept, extra = members[:want], members[want:]
+            plans[role] = {
+                "desired": want,
+                "running": sum(1 for n in members if not self._down(n)),
+                "image": image,
+                "keep": [n.name for n in kept if not self._down(n)],
+                "create": self.nodes.next_names(role, want - len(kept)),
+                "replace": [n.name for n in kept if self._down(n)],
+                "remove": [n.name for n in extra if n.runtime.get("status") not in GONE],
+                "outdated": [n.name for n in kept if not self._down(n) and n.runtime.get("image") != image],
+            }
+        changes = sum(len(p[k]) for p in plans.values() for k in ("create", "replace", "remove", "outdated"))
+        return {"in_sync": changes == 0, **plans}
+
+    # ------------------------------------------------------------------ changing the declaration
+    def check(self, spec: FleetSpec) -> None:
+        total = spec.fog.count + spec.cloud.count
+        self.nodes.check_limit(total, f"a fleet of {total} nodes")
+        provisioner = self.nodes._ready()
+        if provisioner.name == "process" and (spec.image or spec.fog.image or spec.cloud.image):
+            raise Invalid("the process provisioner runs the agent that ships with fogd; "
+                          "images apply to the docker and swarm provisioners", field="image")
+
+    async def apply(self, spec: FleetSpec, progress: Progress | None = None, batch: int | None = None,
+                    timeout: float | None = None) -> dict[str, Any]:
+        """Declare ``spec``, reconcile the counts at once, roll changed images (``batch``
+        nodes at a time, each reporting within ``timeout`` s); the result."""
+        self.check(spec)
+        started = time.monotonic()
+        async with self.nodes.lock:
+            for image in {spec.image_for(r, self.config.nodes.image) for r in ROLES if spec.role(r).count}:
+                await self.nodes.prepare(image)
+            previous = self.spec
+            await self._declare(spec)
+            result: dict[str, Any] = {"revision": self.revision, **await self._reconcile(progress)}
+            outdated = {r: self.plan()[r]["outdated"] for r in ROLES}
+            if any(outdated.values()):
+                result["upgrade"] = await self._roll(outdated, progress, batch or self.config.fleet.upgrade_batch,
+                                                     timeout or self.config.fleet.upgrade_timeout)
+                if not result["upgrade"]["ok"]:  # keep declaring what runs
+                    await self._declare(_with_images(spec, previous, outdated))
+                    result["revision"] = self.revision
+        result["elapsed_s"] = round(time.monotonic() - started, 3)
+        result["plan"] = self.plan()
+        return result
+
+    async def scale(self, fog: int | None, cloud: int | None, progress: Progress | None = None) -> dict[str, Any]:
+        spec = self.spec or FleetSpec()
+        spec = msgspec.structs.replace(
+            spec, fog=msgspec.structs.replace(spec.fog, count=spec.fog.count if fog is None else fog),
+            cloud=msgspec.structs.replace(spec.cloud, count=spec.cloud.count if cloud is None else cloud))
+        return await self.apply(spec, progress)
+
+    async def upgrade(self, req: UpgradeRequest, progress: Progress | None = None) -> dict[str, Any]:
+        if self.spec is None:
+            raise FleetNotDeclared("no fleet is declared: `fogd apply fleet.toml` (or fogd scale) first")
+        if req.role is not None and req.role not in ROLES:
+            raise Invalid(f"role: expected one of {', '.join(ROLES)}, got {req.role!r}", field="role")
+        spec = self.spec
+        for role in (req.role,) if req.role else ROLES:
+            spec = msgspec.structs.replace(spec, **{role: msgspec.structs.replace(spec.role(role), image=req.image)})
+        if req.role is None:
+            spec = msgspec.structs.replace(spec, image=req.image)
+        return await self.apply(spec, progress, batch=req.batch, timeout=req.timeout_s)
+
+    async def withdraw(self) -> bool:
+        """Forget the declaration (``/cleanup``): the reconciler stops replacing nodes."""
+        async with self.nodes.lock:
+            had = await self.store.delete_fleet()
+            self.spec, self.revision, self.updated_ms = None, 0, 0
+        if had:
+            log.info("fleet declaration withdrawn")
+        return had
+
+    async def _declare(self, spec: FleetSpec) -> None:
+        ts = now_ms()
+        self.revision = await self.store.save_fleet(msgspec.json.encode(spec).decode(), ts)
+        self.spec, self.updated_ms = spec, ts
+        log.info("fleet revision %d declared: %s", self.revision, _counts(spec))
+
+    # ------------------------------------------------------------------ reconcile
+    def _node_spec(self, name: str, role: str, batch: int, image: str | None = None) -> Any:
+        spec = self.spec or FleetSpec()
+        rs = spec.role(role)
+        return self.nodes.spec(name, role, batch, image=image or spec.image_for(role, self.config.nodes.image),
+                               interval=rs.interval, anomaly_rate=rs.anomaly_rate, placement=rs.placement)
+
+    async def _reconcile(self, progress: Progress | None = None) -> dict[str, Any]:
+        """One pass: remove extras, replace dead nodes, create missing ones. Caller holds
+        the nodes lock. Returns what it did."""
+        plan = self.plan()
+        if all(not plan[r][k] for r in ROLES for k in ("create", "replace", "remove")):
+            return {"created": [], "replaced": [], "removed": [], "failed": []}
+        started = time.monotonic()
+        removals = [n for r in ROLES for n in plan[r]["remove"]]
+        replacements = [(n, r) for r in ROLES for n in plan[r]["replace"]]
+        creations = [(n, r) for r in ROLES for n in plan[r]["create"]]
+        for name in removals + [n for n, _ in replacements]:
+            log.info("fleet: %s %s (%s)", "removing" if name in removals else "replacing", name,
+                     self.store.nodes[name].runtime.get("status", "?"))
+        retired, failed = await self.nodes.retire(removals + [n for n, _ in replacements
+                                                              if self.store.nodes[n].runtime.get("status") not in GONE])
+        if progress is not None:
+            for item in retired:
+                if item["name"] in removals:
+                    await progress({"action": "remove", "ok": True, **item})
+        batch = len(replacements) + len(creations)
+        specs = [self._node_spec(n, r, batch) for n, r in replacements + creations]
+        replaced = {n for n, _ in replacements}
+
+        async def report(item: dict[str, Any]) -> None:
+            if progress is not None:
+                await progress({"action": "replace" if item["name"] in replaced else "create", **item})
+
+        results = await self.nodes.launch(specs, report, started)
+        failed += [r for r in results if not r["ok"]]
+        done = {"created": [r["name"] for r in results if r["ok"] and r["name"] not in replaced],
+                "replaced": [r["name"] for r in results if r["ok"] and r["name"] in replaced],
+                "removed": [r["name"] for r in retired if r["name"] in removals], "failed": failed}
+        self.last = {"at": iso_ms(now_ms()), "ok": not failed, **done,
+                     "elapsed_s": round(time.monotonic() - started, 3)}
+        if failed:
+            log.warning("fleet: %d node(s) failed: %s", len(failed),
+                        "; ".join(f"{f['name']}: {f.get('error', '')}" for f in failed))
+        return done
+
+    # ------------------------------------------------------------------ rolling upgrade
+    async def _roll(self, outdated: dict[str, list[str]], progress: Progress | None, batch_size: int,
+                    timeout: float) -> dict[str, Any]:
+        """Replace ``outdated`` nodes with the declared image, ``batch_size`` at a time;
+        each must report within ``timeout`` s or all upgraded so far roll back."""
+        todo = sorted(((n, r) for r in ROLES for n in outdated[r]), key=lambda x: _order(x[0]))
+        old_images = {n: self.store.nodes[n].runtime.get("image", "") for n, _ in todo}
+        upgraded: list[tuple[str, str]] = []
+        self.upgrade_state = {"started": iso_ms(now_ms()), "nodes": len(todo), "upgraded": 0, "state": "rolling"}
+        for i in range(0, len(todo), batch_size):
+            group = todo[i:i + batch_size]
+            silent = await self._replace_and_watch(group, None, timeout, progress, "upgrade")
+            upgraded += group
+            self.upgrade_state["upgraded"] = len(upgraded)
+            if silent:
+                log.warning("upgrade: %s did not report within %g s; rolling back %d node(s)",
+                            ", ".join(silent), timeout, len(upgraded))
+                self.upgrade_state["state"] = "rolling back"
+                still = []
+                for j in range(0, len(upgraded), batch_size):
+                    back = upgraded[j:j + batch_size]
+                    still += await self._replace_and_watch(back, old_images, timeout, progress, "rollback")
+                self.upgrade_state = {**self.upgrade_state, "state": "rolled back", "ended": iso_ms(now_ms())}
+                return {"ok": False, "silent": silent, "rolled_back": [n for n, _ in upgraded],
+                        "not_reporting_after_rollback": still,
+                        "detail": f"{', '.join(silent)} did not report telemetry within {timeout:g} s of "
+                                  f"running the new image; {len(upgraded)} node(s) went back to their old image"}
+        self.upgrade_state = {**self.upgrade_state, "state": "done", "ended": iso_ms(now_ms())}
+        return {"ok": True, "upgraded": [n for n, _ in upgraded]}
+
+    async def _replace_and_watch(self, group: list[tuple[str, str]], images: dict[str, str] | None,
+                                 timeout: float, progress: Progress | None, action: str) -> list[str]:
+        """Replace ``group`` (new image, or ``images`` per node), then wait until each
+        reports a reading taken after it ran; the names that stayed silent."""
+        retired, failed = await self.nodes.retire([n for n, _ in group])
+        specs = [self._node_spec(n, r, len(group), image=images[n] if images else None) for n, r in group]
+        results = {r["name"]: r for r in await self.nodes.launch(specs)}
+        interval_ms = self.config.nodes.agent_interval * 1000
+        since = now_ms() + interval_ms  # a reading the old agent cannot have taken
+        deadline = time.monotonic() + timeout
+        waiting = {n for n, _ in group if results.get(n, {}).get("ok")}
+        while waiting and time.monotonic() < deadline:
+            for name in list(waiting):
+                node = self.store.nodes.get(name)
+                latest = self.live.get(node.id) if node else None
+                if latest is not None and latest[0] >= since:
+                    waiting.discard(name)
+            if waiting:
+                await asyncio.sleep(0.25)
+        silent = sorted(waiting | {n for n, _ in group if not results.get(n, {}).get("ok")}, key=_order)
+        if progress is not None:
+            for name, _ in group:
+                r = results.get(name, {"ok": False, "error": "not started"})
+                await progress({"action": action, "name": name, "ok": name not in silent,
+                                "image": r.get("image", ""), **({"error": r["error"]} if "error" in r else {}),
+                                **({"error": f"no telemetry within {timeout:g} s"}
+                                   if name in silent and "error" not in r else {})})
+        return silent
+
+    # ------------------------------------------------------------------ view
+    def view(self) -> dict[str, Any]:
+        return {
+            "declared": msgspec.to_builtins(self.spec) if self.spec is not None else None,
+            "revision": self.revision,
+            "updated": iso_ms(self.updated_ms) if self.updated_ms else None,
+            "provisioner": self.nodes.provisioner.name if self.nodes.provisioner else None,
+            "plan": self.plan() if self.spec is not None else None,
+            "last_reconcile": self.last or None,
+            "upgrade": self.upgrade_state or None,
+        }
+
+
+def _counts(spec: FleetSpec) -> str:
+    return ", ".join(f"{spec.role(r).count} {r}" for r in ROLES)
+
+
+def _with_images(spec: FleetSpec, previous: FleetSpec | None, outdated: dict[str, list[str]]) -> FleetSpec:
+    """``spec`` with the images of ``previous`` for the roles whose upgrade was rolled back."""
+    before = previous or FleetSpec()
+    out = msgspec.structs.replace(spec, image=before.image)
+    for role in ROLES:
+        out = msgspec.structs.replace(out, **{role: msgspec.structs.replace(out.role(role),
+                                                                              image=before.role(role).image)})
+    return out

@@ -197,29 +197,124 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-NODE_COLUMNS = ["name", "role", "status", "liveness", "container_id", "ip", "image", "last_reading"]
+NODE_COLUMNS = ["name", "role", "status", "liveness", "container_id", "ip", "host", "image", "last_reading"]
 
 
 def cmd_create(args: argparse.Namespace) -> int:
     """Print each node as it starts (the daemon streams NDJSON), then the summary."""
-    body = {"fog": args.fog, "cloud": args.cloud}
-    summary: dict[str, Any] = {}
-    nodes: list[dict[str, Any]] = []
-    for event in args.client.stream("POST", "/create", body):
-        if event.get("event") == "node":
-            nodes.append(event)
-            if not args.json:
-                mark = "started" if event["ok"] else f"FAILED: {event['error']}"
-                extra = f" {event['container_id']} {event['ip']}" if event["ok"] else ""
-                print(f"[{event['elapsed_s']:6.2f}s] {event['name']:<10} {mark}{extra}", flush=True)
-        elif event.get("event") == "done":
-            summary = event
+    summary = _stream_nodes(args, "/create", {"fog": args.fog, "cloud": args.cloud})
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(f"{len(summary.get('created', []))} created, {len(summary.get('failed', []))} failed "
               f"with {summary.get('provisioner')} in {summary.get('elapsed_s', 0):.2f} s")
     return 0 if not summary.get("failed") else EXIT_ERROR
+
+
+def _node_line(event: dict[str, Any]) -> str:
+    action = event.get("action", "")
+    mark = ("started" if not action or action in ("create", "replace") else
+            {"remove": "removed", "upgrade": "upgraded", "rollback": "rolled back"}.get(action, action))
+    mark = mark if event["ok"] else f"FAILED: {event.get('error', '')}"
+    extra = " ".join(str(event[k]) for k in ("container_id", "host", "image") if event.get(k)) if event["ok"] else ""
+    when = f"[{event['elapsed_s']:6.2f}s] " if "elapsed_s" in event else ""
+    return f"{when}{action + ' ' if action else ''}{event['name']:<10} {mark} {extra}".rstrip()
+
+
+def _stream_nodes(args: argparse.Namespace, path: str, body: Any) -> dict[str, Any]:
+    """POST ``body`` to a streaming node route, print each node as it goes; the summary."""
+    summary: dict[str, Any] = {}
+    for event in args.client.stream("POST", path, body):
+        if event.get("event") == "node":
+            if not args.json:
+                print(_node_line(event), flush=True)
+        elif event.get("event") == "done":
+            summary = {k: v for k, v in event.items() if k != "event"}
+        else:  # a plain JSON reply
+            summary = event
+    return summary
+
+
+def read_fleet_file(path: str) -> dict[str, Any]:
+    import tomllib
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", 2) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CliError(f"{path}: not valid TOML: {exc}", 2) from None
+
+
+PLAN_KEYS = ("create", "replace", "remove", "outdated")
+
+
+def _plan_text(plan: dict[str, Any]) -> str:
+    rows = [{"role": role, "desired": p["desired"], "running": p["running"], "image": p["image"],
+             **{k: ",".join(p[k]) or "-" for k in PLAN_KEYS}} for role, p in plan.items() if isinstance(p, dict)]
+    head = "in sync: nothing to do" if plan.get("in_sync") else "changes:"
+    return head + "\n" + table(rows, ["role", "desired", "running", "image", *PLAN_KEYS])
+
+
+def _fleet_result(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    lines = []
+    if "revision" in result:
+        lines.append(f"fleet revision {result['revision']}: created {len(result.get('created', []))}, "
+                     f"replaced {len(result.get('replaced', []))}, removed {len(result.get('removed', []))}, "
+                     f"failed {len(result.get('failed', []))} in {result.get('elapsed_s', 0):.2f} s")
+    for failure in result.get("failed", []):
+        lines.append(f"FAILED {failure['name']}: {failure.get('error', '')}")
+    upgrade = result.get("upgrade")
+    if upgrade is not None:
+        lines.append(f"upgraded {len(upgrade['upgraded'])} nodes" if upgrade["ok"] else
+                     f"UPGRADE ROLLED BACK: {upgrade['detail']}")
+    if result.get("plan"):
+        lines.append(_plan_text(result["plan"]))
+    emit(args, result, "\n".join(lines))
+    return 0 if result.get("ok", True) else EXIT_ERROR
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Declare the fleet in FILE and make it so (nodes reported as they change)."""
+    return _fleet_result(args, _stream_nodes(args, "/fleet", read_fleet_file(args.file)))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    body = read_fleet_file(args.file) if args.file else None
+    result = args.client.request("POST", "/fleet/plan", body)
+    emit(args, result, _plan_text(result))
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    if args.fog is None and args.cloud is None:
+        raise CliError("fogd scale: give --fog N and/or --cloud M", 2)
+    return _fleet_result(args, _stream_nodes(args, "/fleet/scale", {"fog": args.fog, "cloud": args.cloud}))
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    body = {"image": args.image, "role": args.role, "batch": args.batch, "timeout_s": args.wait}
+    return _fleet_result(args, _stream_nodes(args, "/fleet/upgrade", {k: v for k, v in body.items() if v is not None}))
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    result = args.client.request("GET", "/fleet")
+    if result["declared"] is None:
+        emit(args, result, "no fleet declared (fogd apply fleet.toml, or fogd scale --fog N)")
+        return 0
+    lines = [f"fleet revision {result['revision']} ({result['provisioner']}), declared {result['updated']}",
+             _plan_text(result["plan"])]
+    last = result.get("last_reconcile")
+    if last:
+        lines.append(f"last reconciliation {last['at']}: " + (
+            f"created {len(last.get('created', []))}, replaced {len(last.get('replaced', []))}, "
+            f"removed {len(last.get('removed', []))}, failed {len(last.get('failed', []))}"
+            if last.get("ok", True) or "error" not in last else f"FAILED: {last['error']}"))
+    if result.get("upgrade"):
+        u = result["upgrade"]
+        lines.append(f"upgrade {u['state']}: {u['upgraded']}/{u['nodes']} nodes (started {u['started']})")
+    emit(args, result, "\n".join(lines))
+    return 0
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
@@ -420,6 +515,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fog", type=int, default=0, help="fog nodes to add")
     s.add_argument("--cloud", type=int, default=0, help="cloud nodes to add")
     s.set_defaults(func=cmd_create)
+
+    s = sub.add_parser("apply", parents=[common], help="declare the fleet in a TOML file and make it so")
+    s.add_argument("file", help="fleet.toml: image, [fog] and [cloud] with count, image, placement, ...")
+    s.set_defaults(func=cmd_apply, timeout=3600.0)
+
+    s = sub.add_parser("plan", parents=[common], help="what applying FILE would change (changes nothing)")
+    s.add_argument("file", nargs="?", help="fleet.toml (default: the declared fleet against what runs)")
+    s.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("scale", parents=[common], help="change the declared node counts")
+    s.add_argument("--fog", type=int, help="fog nodes wanted")
+    s.add_argument("--cloud", type=int, help="cloud nodes wanted")
+    s.set_defaults(func=cmd_scale, timeout=3600.0)
+
+    s = sub.add_parser("upgrade", parents=[common],
+                       help="roll a new agent image through the fleet, a few nodes at a time")
+    s.add_argument("--image", required=True, help="the new node image (e.g. fogd-node:2)")
+    s.add_argument("--role", choices=["fog", "cloud"], help="only this role")
+    s.add_argument("--batch", type=int, help="nodes at a time (default fleet.upgrade_batch)")
+    s.add_argument("--wait", type=float,
+                   help="seconds an upgraded node has to report before everything rolls back "
+                        "(default fleet.upgrade_timeout)")
+    s.set_defaults(func=cmd_upgrade, timeout=3600.0)
+
+    s = sub.add_parser("fleet", parents=[common], help="the declared fleet, its plan and last reconciliation")
+    s.set_defaults(func=cmd_fleet)
 
     s = sub.add_parser("nodes", parents=[common], help="node name -> container (or process) id")
     s.set_defaults(func=cmd_nodes)

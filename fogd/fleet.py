@@ -156,10 +156,11 @@ class Fleet:
         """Per role, what reconciling ``spec`` (default: the declared one) would do now."""
         spec = spec if spec is not None else self.spec or FleetSpec()
         records = self._records()
+        images = getattr(self.nodes.provisioner, "runs_images", True)
         plans: dict[str, Any] = {}
         for role in ROLES:
             want = spec.role(role).count
-            image = spec.image_for(role, self.config.nodes.image)
+            image = spec.image_for(role, self.config.nodes.image) if images else "-"
             members = sorted((n for n in records if n.role == role),
                              key=lambda n: (self._down(n), _order(n.name)))
             kept, extra = members[:want], members[want:]
@@ -171,7 +172,8 @@ class Fleet:
                 "create": self.nodes.next_names(role, want - len(kept)),
                 "replace": [n.name for n in kept if self._down(n)],
                 "remove": [n.name for n in extra if n.runtime.get("status") not in GONE],
-                "outdated": [n.name for n in kept if not self._down(n) and n.runtime.get("image") != image],
+                "outdated": [n.name for n in kept if images and not self._down(n)
+                             and n.runtime.get("image") != image],
             }
         changes = sum(len(p[k]) for p in plans.values() for k in ("create", "replace", "remove", "outdated"))
         return {"in_sync": changes == 0, **plans}
@@ -181,8 +183,8 @@ class Fleet:
         total = spec.fog.count + spec.cloud.count
         self.nodes.check_limit(total, f"a fleet of {total} nodes")
         provisioner = self.nodes._ready()
-        if provisioner.name == "process" and (spec.image or spec.fog.image or spec.cloud.image):
-            raise Invalid("the process provisioner runs the agent that ships with fogd; "
+        if not getattr(provisioner, "runs_images", True) and (spec.image or spec.fog.image or spec.cloud.image):
+            raise Invalid(f"the {provisioner.name} provisioner runs the agent that ships with fogd; "
                           "images apply to the docker and swarm provisioners", field="image")
 
     async def apply(self, spec: FleetSpec, progress: Progress | None = None, batch: int | None = None,
@@ -192,8 +194,8 @@ class Fleet:
         self.check(spec)
         started = time.monotonic()
         async with self.nodes.lock:
-            for image in {spec.image_for(r, self.config.nodes.image) for r in ROLES if spec.role(r).count}:
-                await self.nodes.prepare(image)
+            for image in {spec.image_for(r, self.config.nodes.image) for r in ROLES if spec.role(r).count} or {None}:
+                await self.nodes.prepare(image)  # None: only that the backend answers
             previous = self.spec
             await self._declare(spec)
             result: dict[str, Any] = {"revision": self.revision, **await self._reconcile(progress)}

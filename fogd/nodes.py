@@ -156,6 +156,8 @@ class NodeManager:
                 return  # a node being cleaned up, or never ours to record
             await self.adopt()
             return
+        if state.id and node.runtime.get("id") and state.id != node.runtime["id"]:
+            return  # news of a runtime this node no longer has (replaced, upgraded)
         runtime = {**node.runtime, "status": state.status}
         for key in ("id", "host", "image", "ip"):  # Swarm moves a node's task between hosts
             value = getattr(state, key)
@@ -250,13 +252,15 @@ class NodeManager:
         if wanted > limit:
             raise Invalid(f"{what} would exceed nodes.max_nodes ({limit})", field="fog", max_nodes=limit)
 
-    async def prepare(self, image: str) -> None:
-        """The backend is reachable and ``image`` is usable, or the matching 503/409."""
+    async def prepare(self, image: str | None) -> None:
+        """The backend is reachable and ``image`` (if any) is usable, or the matching 503/409."""
         provisioner = self._ready()
         if not await provisioner.available():
             raise Unavailable(f"the {provisioner.name} backend is unreachable"
                               f"{': ' + self.backend_error if self.backend_error else ''}; "
                               "fogd keeps serving ingest and queries and reconnects by itself")
+        if image is None:
+            return
         try:
             await provisioner.prepare(image)
         except ImageMissing as exc:

@@ -82,7 +82,8 @@ class Provisioner(Protocol):
     """Optional attributes fogd reads with getattr: ``self_healing`` (True: the backend
     restarts dead nodes itself, as Swarm does, so fogd's reconciler only replaces nodes
     that are missing) and ``create_parallelism`` (how many ``create`` calls at once,
-    instead of nodes.create_parallelism)."""
+    instead of nodes.create_parallelism) and ``runs_images`` (False: nodes do not run
+    an image, as with local processes; fleet images and upgrades do not apply)."""
 
     name: str
 

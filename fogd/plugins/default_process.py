@@ -46,6 +46,7 @@ def _alive(pid: int) -> bool:
 
 class ProcessProvisioner:
     name = "process"
+    runs_images = False  # the agent that ships with fogd
 
     def __init__(self) -> None:
         self._ctx: ProvisionerContext | None = None

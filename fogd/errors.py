@@ -96,11 +96,14 @@ _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
 _INDEX = re.compile(r"^\$\[(\d+)\]")
 
 
+_MISSING = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
+
+
 def split_validation_error(err: msgspec.ValidationError) -> tuple[str, str]:
     """Return ``(path, text)`` from msgspec's ``"<text> - at `$.a.b`"`` message.
 
-    An unknown field is folded into the path, so ``$.server`` + ``lisen`` reads as
-    ``$.server.lisen`` with the text ``unknown field``.
+    An unknown or missing field is folded into the path, so ``$.server`` + ``lisen``
+    reads as ``$.server.lisen`` with the text ``unknown field``.
     """
     m = _AT.match(str(err))
     assert m is not None  # the pattern matches any string
@@ -111,6 +114,10 @@ def split_validation_error(err: msgspec.ValidationError) -> tuple[str, str]:
     if unknown:
         path = f"{path}.{unknown['name']}"
         text = "unknown field"
+    missing = _MISSING.match(text)
+    if missing:
+        path = f"{path}.{missing['name']}"
+        text = "required field is missing"
     return path, text
 
 

@@ -11,7 +11,8 @@
 # 4. docker build node_agent/ FROM that base -> FOGD_NODE_IMAGE (default fogd-node:latest).
 #
 # Env: FOGD_NODE_IMAGE, FOGD_NODE_BASE_IMAGE (fogd-node-base:bookworm), DEBIAN_MIRROR,
-#      DOCKERD_LOG (/var/log/fogd-dockerd.log), FOGD_SKIP_IMAGE=1 (engine only).
+#      DOCKERD_LOG (/var/log/fogd-dockerd.log), FOGD_SKIP_IMAGE=1 (engine only),
+#      FOGD_SWARM=1 (also make this engine a single-node swarm manager, see docs/SCALE.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +64,18 @@ else
   docker info >/dev/null 2>&1 || { log "dockerd did not become ready"; tail -n 50 "$DOCKERD_LOG" >&2; exit 1; }
 fi
 log "dockerd ready: $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
+
+# ---------------------------------------------------------------- 2b. swarm (FOGD_SWARM=1)
+# A single-node swarm for the swarm provisioner: this engine is its manager, advertised on
+# loopback only, and its host carries both tier labels (fog and cloud nodes may run here).
+if [ "${FOGD_SWARM:-}" = 1 ]; then
+  if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+    log "docker swarm init --advertise-addr 127.0.0.1"
+    docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+  fi
+  docker node update --label-add fogd.fog=true --label-add fogd.cloud=true "$(docker info --format "{{.Swarm.NodeID}}")" >/dev/null
+  log "swarm manager ready; this host is labelled fogd.fog=true fogd.cloud=true"
+fi
 [ "${FOGD_SKIP_IMAGE:-}" = 1 ] && exit 0
 
 # ---------------------------------------------------------------- 3. base image

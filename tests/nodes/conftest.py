@@ -27,10 +27,26 @@ def docker_ready() -> str | None:
     return None
 
 
+def swarm_ready() -> str | None:
+    """None when the engine is a swarm manager whose host carries both tier labels."""
+    why = docker_ready()
+    if why:
+        return why
+    info = subprocess.run(["docker", "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"],
+                          capture_output=True, text=True, timeout=20).stdout.split()
+    if info != ["active", "true"]:
+        return f"the Docker engine is not a swarm manager ({' '.join(info)}); run FOGD_SWARM=1 scripts/docker-engine.sh"
+    labels = subprocess.run(["docker", "node", "inspect", "self", "--format", "{{json .Spec.Labels}}"],
+                            capture_output=True, text=True, timeout=20).stdout
+    if '"fogd.fog":"true"' not in labels or '"fogd.cloud":"true"' not in labels:
+        return "the swarm host lacks the labels fogd.fog=true and fogd.cloud=true; run FOGD_SWARM=1 scripts/docker-engine.sh"
+    return None
+
+
 @pytest.fixture(params=["process", "docker"])
 def provisioner(request) -> str:
-    if request.param == "docker":
-        why = docker_ready()
+    if request.param in ("docker", "swarm"):
+        why = docker_ready() if request.param == "docker" else swarm_ready()
         if why:
             if in_ci():
                 pytest.fail(f"Docker tests must run in CI: {why}")
@@ -66,7 +82,12 @@ async def fogd_app(aiohttp_client, make_config, provisioner) -> Callable[..., Aw
 def remove_instance(provisioner: str, instance: str) -> None:
     """Remove whatever a test's fogd instance left running: containers by label, agent
     processes by their command-line marker."""
-    if provisioner == "docker":
+    if provisioner == "swarm":
+        ids = subprocess.run(["docker", "service", "ls", "-q", "--filter", f"label=io.fogd.instance={instance}"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "service", "rm", *ids], capture_output=True)
+    elif provisioner == "docker":
         ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.fogd.instance={instance}"],
                              capture_output=True, text=True).stdout.split()
         if ids:

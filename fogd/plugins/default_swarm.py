@@ -40,6 +40,7 @@ ENDED = ("complete", "shutdown", "failed", "rejected", "orphaned", "remove")
 #: Where the agent finds fogd's CA certificate (a Swarm config, present on every host).
 AGENT_CA_PATH = "/etc/fogd/ca.pem"
 NANO = 1_000_000_000
+STOP_GRACE_S = 10  # SIGTERM, then SIGKILL: the agent flushes what it holds in between
 
 
 class SwarmProvisioner(DockerProvisioner):
@@ -173,7 +174,7 @@ class SwarmProvisioner(DockerProvisioner):
         container: dict[str, Any] = {
             "Image": spec.image, "Env": dict(spec.env), "Labels": dict(spec.labels),
             "Init": True,  # python as PID 1 ignores SIGTERM; docker-init forwards it
-            "StopGracePeriod": 10 * NANO,
+            "StopGracePeriod": STOP_GRACE_S * NANO,
         }
         if self._ca_config is not None:
             container["Configs"] = [{**self._ca_config, "File": {"Name": AGENT_CA_PATH, "UID": "0", "GID": "0",
@@ -244,10 +245,31 @@ class SwarmProvisioner(DockerProvisioner):
             raise ProvisionFailed(f"service {state.id} does not carry {LABEL_INSTANCE}={self._ctx.instance}; "
                                   "fogd leaves it alone")
         try:
+            live = [t["ID"] for t in await self.docker.tasks.list(filters={"service": service["ID"]})
+                    if (t.get("Status") or {}).get("State") not in ENDED]
             await self.docker.services.delete(service["ID"])
         except DockerError as exc:
             if exc.status != 404:
                 raise ProvisionFailed(f"remove service {state.id}: {exc.message}") from None
+            return
+        await self._wait_stopped(service["ID"], live)
+
+    async def _wait_stopped(self, service_id: str, task_ids: list[str]) -> None:
+        """Until the removed service's tasks have stopped: the agent sends its last readings
+        on SIGTERM, and they must arrive before fogd forgets (or replaces) the node. The
+        tasks stay listed (by id) until their containers are down."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE_S + 5
+        while task_ids and loop.time() < deadline:
+            try:
+                tasks = await self.docker.tasks.list(filters={"id": task_ids})
+            except DockerError:
+                return
+            if all((t.get("Status") or {}).get("State") in ENDED for t in tasks):
+                return
+            await asyncio.sleep(0.2)
+        if task_ids:
+            log.warning("service %s: its task is still stopping after %d s", service_id[:12], STOP_GRACE_S + 5)
 
     async def list(self) -> list[NodeState]:
         assert self._ctx is not None

@@ -109,7 +109,7 @@ async def test_apply_plan_scale_and_cleanup(fogd_app, provisioner):
     assert resp.status == 200 and body["fleet_withdrawn"] is True
     assert sorted(r["name"] for r in body["removed"]) == ["cloud-1", "fog-1", "fog-2", "fog-3", "fog-4", "fog-5"]
     await asyncio.sleep(2 * fogd_app.config.fleet.reconcile_interval / 5)
-    assert await (await client.get("/nodes")).json() == {}
+    assert await (await client.get("/nodes")).json() == {}, await status_of(client)
     assert (await (await client.get("/fleet")).json())["declared"] is None
     if provisioner == "swarm":
         assert services_of(instance) == []
@@ -130,8 +130,11 @@ async def test_a_killed_node_reports_again_and_a_restarted_fogd_keeps_reconcilin
     else:
         subprocess.run(["docker", "kill", *containers_of(instance, "fog-1")], check=True, capture_output=True)
     await reporting_since(client, ["fog-1"], killed + 1000, 15, "the killed node to report again")
+
+    async def running() -> bool:  # Swarm's task states are polled every swarm.poll_interval
+        return (await status_of(client))["fog-1"]["status"] == "running"
+    await wait_for(running, 5, "fog-1 to show as running again")
     status = await status_of(client)
-    assert status["fog-1"]["status"] == "running"
     if provisioner != "swarm":  # fogd replaced it; Swarm restarts the task in the same service
         assert status["fog-1"]["container_id"] != victim["container_id"]
         assert (await (await client.get("/fleet")).json())["last_reconcile"]["replaced"] == ["fog-1"]

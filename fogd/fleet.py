@@ -37,6 +37,9 @@ log = logging.getLogger("fogd.fleet")
 GONE = frozenset({"missing", "removed"})
 #: Statuses of a node that stopped; a backend that does not restart nodes needs fogd to.
 STOPPED = frozenset({"exited", "dead", "created"})
+#: A node that failed to start is tried again after this long, doubling up to RETRY_MAX_S.
+RETRY_FIRST_S = 5.0
+RETRY_MAX_S = 300.0
 
 
 class RoleSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
@@ -102,6 +105,7 @@ class Fleet:
         self.updated_ms = 0
         self.last: dict[str, Any] = {}  # the last reconciliation that did something (or failed)
         self.upgrade_state: dict[str, Any] = {}
+        self._retry: dict[str, tuple[float, float]] = {}  # node -> (not before, next delay) after a failure
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -239,6 +243,7 @@ class Fleet:
         return had
 
     async def _declare(self, spec: FleetSpec) -> None:
+        self._retry.clear()  # a new declaration: every node gets a fresh attempt
         ts = now_ms()
         self.revision = await self.store.save_fleet(msgspec.json.encode(spec).decode(), ts)
         self.spec, self.updated_ms = spec, ts
@@ -255,12 +260,14 @@ class Fleet:
         """One pass: remove extras, replace dead nodes, create missing ones. Caller holds
         the nodes lock. Returns what it did."""
         plan = self.plan()
-        if all(not plan[r][k] for r in ROLES for k in ("create", "replace", "remove")):
+        now = time.monotonic()
+        waiting = {n for n, (until, _) in self._retry.items() if until > now}  # failed lately: back off
+        removals = [n for r in ROLES for n in plan[r]["remove"]]
+        replacements = [(n, r) for r in ROLES for n in plan[r]["replace"] if n not in waiting]
+        creations = [(n, r) for r in ROLES for n in plan[r]["create"] if n not in waiting]
+        if not (removals or replacements or creations):
             return {"created": [], "replaced": [], "removed": [], "failed": []}
         started = time.monotonic()
-        removals = [n for r in ROLES for n in plan[r]["remove"]]
-        replacements = [(n, r) for r in ROLES for n in plan[r]["replace"]]
-        creations = [(n, r) for r in ROLES for n in plan[r]["create"]]
         for name in removals + [n for n, _ in replacements]:
             log.info("fleet: %s %s (%s)", "removing" if name in removals else "replacing", name,
                      self.store.nodes[name].runtime.get("status", "?"))
@@ -280,6 +287,12 @@ class Fleet:
 
         results = await self.nodes.launch(specs, report, started)
         failed += [r for r in results if not r["ok"]]
+        for r in results:
+            if r["ok"]:
+                self._retry.pop(r["name"], None)
+            else:  # retry after 5 s, doubling up to 5 min, so a bad placement does not spin
+                delay = self._retry.get(r["name"], (0.0, RETRY_FIRST_S))[1]
+                self._retry[r["name"]] = (time.monotonic() + delay, min(delay * 2, RETRY_MAX_S))
         done = {"created": [r["name"] for r in results if r["ok"] and r["name"] not in replaced],
                 "replaced": [r["name"] for r in results if r["ok"] and r["name"] in replaced],
                 "removed": [r["name"] for r in retired if r["name"] in removals], "failed": failed}

@@ -289,6 +289,7 @@ class NodeManager:
                     result = {**self.view(node), "ok": True}
                 except (ProvisionFailed, BackendUnavailable) as exc:
                     result = {"name": spec.name, "role": spec.role, "ok": False, "error": str(exc)}
+                    await self._failed(spec.name)
                 except Exception as exc:  # a plugin bug must not leave the others hanging
                     log.exception("provisioner %s failed on %s", provisioner.name, spec.name)
                     result = {"name": spec.name, "role": spec.role, "ok": False,
@@ -299,6 +300,15 @@ class NodeManager:
             return result
 
         return list(await asyncio.gather(*(one(s) for s in specs)))
+
+    async def _failed(self, name: str) -> None:
+        """A create failed and the provisioner removed what it made: a record the backend
+        watch wrote meanwhile must not claim the node exists."""
+        node = self.store.nodes.get(name)
+        if node is not None and node.provisioner == self._ready().name \
+                and node.runtime.get("status") not in ("missing", "removed"):
+            await self.store.save_node(name, node.role, node.provisioner, {**node.runtime, "status": "missing"},
+                                       node.created_ms)
 
     async def retire(self, names: list[str], keep_history: bool = True) -> tuple[list[dict], list[dict]]:
         """Remove ``names`` from the backend and revoke their agents' tokens; their records

@@ -259,3 +259,32 @@ async def test_cli_apply_plan_fleet_scale(fogd_app, tmp_path):
     assert code == 1 and "$.fog.count" in out
     code, out = await fogd("apply", str(tmp_path / "missing.toml"))
     assert code == 2 and "cannot read" in out
+
+
+@pytest.mark.parametrize("provisioner", ["swarm"], indirect=True)
+async def test_swarm_cleanup_leaves_foreign_services_and_placement_errors_are_clear(fogd_app, provisioner):
+    client = await fogd_app(swarm={"start_timeout": 4.0})
+    instance = fogd_app.config.nodes.instance
+    foreign = []
+    for name, labels in ((f"foreign-{instance}", []),
+                         (f"other-{instance}", ["--label", "io.fogd.instance=someone-else",
+                                                "--label", "io.fogd.node=fog-1"])):
+        subprocess.run(["docker", "service", "create", "-d", "--name", name, "--network", "host", "--no-resolve-image",
+                        *labels, IMAGE, "sleep", "600"], check=True, capture_output=True)
+        foreign.append(name)
+    try:
+        # no host is labelled for this tier: the node fails with Swarm's own reason
+        body = await apply(client, {"fog": {"count": 1, "placement": ["node.labels.fogd.tier==nowhere"]}})
+        assert body["ok"] is False and body["created"] == []
+        assert "no suitable node" in body["failed"][0]["error"] and "placement" in body["failed"][0]["error"]
+        assert services_of(instance) == []  # the half-made service is gone
+        body = await apply(client, {"fog": {"count": 2}})
+        assert body["ok"] and sorted(body["created"] + body["replaced"]) == ["fog-1", "fog-2"]
+        resp = await client.post("/cleanup", json={})
+        assert resp.status == 200 and sorted(r["name"] for r in (await resp.json())["removed"]) == ["fog-1", "fog-2"]
+        assert services_of(instance) == []
+        left = subprocess.run(["docker", "service", "ls", "--format", "{{.Name}}"], capture_output=True,
+                              text=True).stdout.split()
+        assert set(foreign) <= set(left)
+    finally:
+        subprocess.run(["docker", "service", "rm", *foreign], capture_output=True)

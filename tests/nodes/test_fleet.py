@@ -67,7 +67,7 @@ async def test_apply_plan_scale_and_cleanup(fogd_app, provisioner):
 
     started = time.time() * 1000
     body = await apply(client, {"fog": {"count": 3}, "cloud": {"count": 1, "interval": 0.4}})
-    assert body["ok"] and body["revision"] == 1 and body["failed"] == []
+    assert body["ok"] and body["revision"] == 1 and body["failed"] == [], body
     assert sorted(body["created"]) == ["cloud-1", "fog-1", "fog-2", "fog-3"]
     assert body["plan"]["in_sync"]
     await reporting_since(client, ["fog-1", "fog-2", "fog-3", "cloud-1"], started, 40, "telemetry from all four")

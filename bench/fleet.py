@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Benchmark a declared fleet on a real Docker Swarm (or the Docker provisioner); prints the figures.
+
+    python3 bench/fleet.py [--fog 180] [--cloud 20] [--provisioner swarm|docker] [--watch 30] [--kills 3]
+
+Needs a swarm manager whose hosts carry the tier labels (FOGD_SWARM=1
+scripts/docker-engine.sh does this on one machine). Starts `fogd serve` (fresh SQLite
+file, its own instance label, host networking), then measures:
+
+1. POST /fleet declaring the nodes: time until the reply (every node's service created
+   and its task running) and until telemetry from every node is stored;
+2. fogd's CPU use while every agent posts one reading per second (share of one core,
+   from /proc/<pid>/stat over --watch seconds), and the agents' resident memory;
+3. reconciliation: a node's container is killed (`docker kill`) --kills times, one
+   node at a time; the time until that node's next reading is stored.
+
+Everything it created is removed at the end (POST /cleanup), which is timed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from nodes import agent_pids, call, cpu_seconds, free_port, memory_mb  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from fogd.model import parse_time  # noqa: E402
+
+
+def latest_ms(url: str, node: str) -> int | None:
+    latest = call(f"{url}/nodes/{node}/data?limit=1")["latest"]
+    return parse_time(latest["timestamp"]) if latest else None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fog", type=int, default=180)
+    ap.add_argument("--cloud", type=int, default=20)
+    ap.add_argument("--provisioner", default="swarm", choices=["swarm", "docker"])
+    ap.add_argument("--watch", type=float, default=30.0, help="seconds to measure fogd's CPU")
+    ap.add_argument("--kills", type=int, default=3, help="nodes killed one after another")
+    ap.add_argument("--analysis-interval", type=float, default=None,
+                    help="analysis.interval (default: fogd's, 10 s; 0 turns the loop off)")
+    args = ap.parse_args()
+    total = args.fog + args.cloud
+    instance = f"bench{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "fogd.toml"
+        config.write_text(f'[nodes]\nprovisioner = "{args.provisioner}"\ninstance = "{instance}"\n'
+                          f'max_nodes = {max(200, total)}\n[docker]\nnetwork = "host"\n'
+                          + (f"[analysis]\ninterval = {args.analysis_interval}\n"
+                             if args.analysis_interval is not None else ""))
+        env = {**os.environ, "FOGD_CONFIG": str(config), "FOGD_DB": str(Path(tmp) / "fogd.sqlite3"),
+               "FOGD_LISTEN": f"127.0.0.1:{port}", "FOGD_LOG_LEVEL": "warning"}
+        fogd = subprocess.Popen([sys.executable, "-m", "fogd", "serve"], env=env)
+        try:
+            for _ in range(200):
+                try:
+                    call(url + "/healthz")
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            t0 = time.perf_counter()
+            since = time.time() * 1000
+            result = call(url + "/fleet", "POST", {"fog": {"count": args.fog}, "cloud": {"count": args.cloud}})
+            t_applied = time.perf_counter() - t0
+            if result["failed"]:
+                print(f"{len(result['failed'])} nodes failed, e.g. {result['failed'][0]}")
+            names = set(result["created"])
+            while True:
+                status = call(url + "/nodes/status")
+                reported = {n["name"] for n in status if n["last_reading"] is not None
+                            and parse_time(n["last_reading"]) > since}
+                if names <= reported:
+                    break
+                if time.perf_counter() - t0 > 120:
+                    print(f"only {len(reported & names)} of {len(names)} reported within 120 s")
+                    break
+                time.sleep(0.1)
+            t_telemetry = time.perf_counter() - t0
+            print(f"POST /fleet of {total} nodes ({args.provisioner}): every task running {t_applied:.2f} s, "
+                  f"telemetry from all stored {t_telemetry:.2f} s after the request", flush=True)
+
+            time.sleep(5)
+            mems = [memory_mb(p) for p in agent_pids(instance)]
+            if mems:
+                rss = sorted(m[0] for m in mems)
+                print(f"agent memory over {len(mems)} agents: resident median {rss[len(rss) // 2]:.1f} MB, "
+                      f"max {rss[-1]:.1f} MB", flush=True)
+            c0, w0 = cpu_seconds(fogd.pid), time.perf_counter()
+            time.sleep(args.watch)
+            share = (cpu_seconds(fogd.pid) - c0) / (time.perf_counter() - w0)
+            print(f"fogd CPU with {total} agents posting every second: {share * 100:.1f}% of one core "
+                  f"(over {args.watch:.0f} s)", flush=True)
+
+            victims = sorted(names)[:args.kills]
+            for node in victims:
+                ids = subprocess.run(["docker", "ps", "-q", "--filter", f"label=io.fogd.instance={instance}",
+                                      "--filter", f"label=io.fogd.node={node}"],
+                                     capture_output=True, text=True).stdout.split()
+                killed = time.time() * 1000
+                k0 = time.perf_counter()
+                subprocess.run(["docker", "kill", *ids], check=True, capture_output=True)
+                while True:
+                    last = latest_ms(url, node)
+                    # a reading taken a second after the kill: from the new agent
+                    if last is not None and last > killed + 1000:
+                        print(f"killed {node}: reporting again after {time.perf_counter() - k0:.2f} s", flush=True)
+                        break
+                    if time.perf_counter() - k0 > 60:
+                        print(f"killed {node}: not reporting after 60 s", flush=True)
+                        break
+                    time.sleep(0.1)
+            t1 = time.perf_counter()
+            removed = call(url + "/cleanup", "POST", {})
+            print(f"POST /cleanup removed {len(removed['removed'])} nodes in {time.perf_counter() - t1:.2f} s")
+        finally:
+            fogd.terminate()
+            fogd.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

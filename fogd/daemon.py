@@ -61,7 +61,8 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
         writer = GroupCommitWriter(store, config.ingest.commit_max_rows, committed)
         writer.start()
         nodes = NodeManager(config, store, live, plugins.registries["provisioners"])
-        fleet = Fleet(config, store, nodes, live)
+        fleet = Fleet(config, store, nodes, live,
+                      lambda action, ok: metrics.fleet_actions.labels(action, "ok" if ok else "failed").inc())
 
         def rule_failed(rule: str, exc: BaseException) -> None:
             log.error("analysis rule %r raised: %s: %s", rule, type(exc).__name__, exc, exc_info=exc)

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 import msgspec
 
@@ -95,8 +95,10 @@ class FleetDeclared(FogdError):
 
 
 class Fleet:
-    def __init__(self, config: Config, store: Store, nodes: NodeManager, live: LiveCache) -> None:
+    def __init__(self, config: Config, store: Store, nodes: NodeManager, live: LiveCache,
+                 acted: Callable[[str, bool], None] | None = None) -> None:
         self.config = config
+        self.acted = acted or (lambda action, ok: None)  # counts each node acted on (Prometheus)
         self.store = store
         self.nodes = nodes
         self.live = live
@@ -287,6 +289,11 @@ class Fleet:
 
         results = await self.nodes.launch(specs, report, started)
         failed += [r for r in results if not r["ok"]]
+        for item in retired:
+            if item["name"] in removals:
+                self.acted("remove", True)
+        for r in results:
+            self.acted("replace" if r["name"] in replaced else "create", r["ok"])
         for r in results:
             if r["ok"]:
                 self._retry.pop(r["name"], None)
@@ -353,6 +360,8 @@ class Fleet:
             if waiting:
                 await asyncio.sleep(0.25)
         silent = sorted(waiting | {n for n, _ in group if not results.get(n, {}).get("ok")}, key=_order)
+        for name, _ in group:
+            self.acted(action, name not in silent)
         if progress is not None:
             for name, _ in group:
                 r = results.get(name, {"ok": False, "error": "not started"})

@@ -47,6 +47,11 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 10.0), registry=r)
         self.nodes = Gauge("fogd_nodes", "Nodes known to fogd, by role, runtime status and liveness.",
                            ["role", "status", "liveness"], registry=r)
+        self.fleet_desired = Gauge("fogd_fleet_desired_nodes", "Nodes the declared fleet wants, by role "
+                                   "(absent when no fleet is declared).", ["role"], registry=r)
+        self.fleet_actions = Counter("fogd_fleet_actions", "Nodes the fleet reconciler and upgrades acted on, "
+                                     "by action (create, replace, remove, upgrade, rollback) and outcome.",
+                                     ["action", "outcome"], registry=r)
         self.write_queue = Gauge(
             "fogd_ingest_queue_requests", "Ingest requests waiting for the group-commit writer.",
             registry=r)

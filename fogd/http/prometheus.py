@@ -20,5 +20,9 @@ async def get_metrics(request: web.Request) -> web.Response:
     m.nodes.clear()  # a combination that no longer exists must not linger at its last value
     for (role, status, liveness), n in counts.items():
         m.nodes.labels(role, status, liveness).set(n)
+    m.fleet_desired.clear()
+    if fogd.fleet.spec is not None:
+        for role in ("fog", "cloud"):
+            m.fleet_desired.labels(role).set(fogd.fleet.spec.role(role).count)
     m.write_queue.set(fogd.writer.queued)
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

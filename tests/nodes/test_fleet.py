@@ -84,6 +84,9 @@ async def test_apply_plan_scale_and_cleanup(fogd_app, provisioner):
         assert spec["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] == 128 * 1024 * 1024
         assert "FOGD_INTERVAL=0.4" in spec["TaskTemplate"]["ContainerSpec"]["Env"]
 
+    metrics = await (await client.get("/metrics")).text()
+    assert 'fogd_fleet_desired_nodes{role="fog"} 3.0' in metrics
+    assert 'fogd_fleet_actions_total{action="create",outcome="ok"} 4.0' in metrics
     # /create would fight the reconciler
     await assert_error(await client.post("/create", json={"fog": 1}), 409, "fleet_declared")
     # scale up and down: extra nodes go highest number first, their history stays

@@ -134,8 +134,11 @@ class Fleet:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.config.fleet.reconcile_interval)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+            # arrives as the event fires, and stop() would wait for this task forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.fleet.reconcile_interval):
+                    await self._kick.wait()
             self._kick.clear()
             if self.spec is None or not self.nodes.backend_ok:
                 continue
@@ -188,7 +191,7 @@ class Fleet:
     def check(self, spec: FleetSpec) -> None:
         total = spec.fog.count + spec.cloud.count
         self.nodes.check_limit(total, f"a fleet of {total} nodes")
-        provisioner = self.nodes._ready()
+        provisioner = self.nodes.require_provisioner()
         if not getattr(provisioner, "runs_images", True) and (spec.image or spec.fog.image or spec.cloud.image):
             raise Invalid(f"the {provisioner.name} provisioner runs the agent that ships with fogd; "
                           "images apply to the docker and swarm provisioners", field="image")
@@ -217,7 +220,12 @@ class Fleet:
         return result
 
     async def scale(self, fog: int | None, cloud: int | None, progress: Progress | None = None) -> dict[str, Any]:
-        spec = self.spec or FleetSpec()
+        """New counts; a role left out keeps its count. Without a declaration, the counts
+        start from the nodes that run (so scaling fog never removes cloud nodes)."""
+        spec = self.spec
+        if spec is None:
+            running = {r: sum(1 for n in self._records() if n.role == r and not self._down(n)) for r in ROLES}
+            spec = FleetSpec(fog=RoleSpec(count=running["fog"]), cloud=RoleSpec(count=running["cloud"]))
         spec = msgspec.structs.replace(
             spec, fog=msgspec.structs.replace(spec.fog, count=spec.fog.count if fog is None else fog),
             cloud=msgspec.structs.replace(spec.cloud, count=spec.cloud.count if cloud is None else cloud))
@@ -347,8 +355,9 @@ class Fleet:
         retired, failed = await self.nodes.retire([n for n, _ in group])
         specs = [self._node_spec(n, r, len(group), image=images[n] if images else None) for n, r in group]
         results = {r["name"]: r for r in await self.nodes.launch(specs)}
-        interval_ms = self.config.nodes.agent_interval * 1000
-        since = now_ms() + interval_ms  # a reading the old agent cannot have taken
+        spec = self.spec or FleetSpec()
+        interval = max(spec.role(r).interval or self.config.nodes.agent_interval for _, r in group)
+        since = now_ms() + interval * 1000  # a reading the old agent cannot have taken
         deadline = time.monotonic() + timeout
         waiting = {n for n, _ in group if results.get(n, {}).get("ok")}
         while waiting and time.monotonic() < deadline:

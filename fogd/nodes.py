@@ -224,7 +224,7 @@ class NodeManager:
 
     async def create(self, fog: int, cloud: int, progress: Progress | None = None) -> dict[str, Any]:
         """Create ``fog`` + ``cloud`` nodes concurrently; report each as it starts."""
-        provisioner = self._ready()
+        provisioner = self.require_provisioner()
         total = fog + cloud
         if total < 1:
             raise Invalid("ask for at least one node: fog and cloud are both 0", field="fog")
@@ -242,7 +242,7 @@ class NodeManager:
         return {"provisioner": provisioner.name, "requested": {"fog": fog, "cloud": cloud},
                 "created": created, "failed": failed, "elapsed_s": round(time.monotonic() - started, 3)}
 
-    def _ready(self) -> Provisioner:
+    def require_provisioner(self) -> Provisioner:
         if self.provisioner is None:
             raise Unavailable("fogd is starting; no provisioner yet")
         return self.provisioner
@@ -254,7 +254,7 @@ class NodeManager:
 
     async def prepare(self, image: str | None) -> None:
         """The backend is reachable and ``image`` (if any) is usable, or the matching 503/409."""
-        provisioner = self._ready()
+        provisioner = self.require_provisioner()
         if not await provisioner.available():
             raise Unavailable(f"the {provisioner.name} backend is unreachable"
                               f"{': ' + self.backend_error if self.backend_error else ''}; "
@@ -274,7 +274,7 @@ class NodeManager:
                      started: float | None = None) -> list[dict[str, Any]]:
         """Start ``specs`` concurrently (bounded); one result per node, reported as it
         comes. The caller holds ``self.lock`` and has called :meth:`prepare`."""
-        provisioner = self._ready()
+        provisioner = self.require_provisioner()
         if self.config.auth.enabled and self.config.auth.agent_tokens:
             specs = [await self._with_agent_token(spec) for spec in specs]
         gate = asyncio.Semaphore(getattr(provisioner, "create_parallelism", 0)
@@ -305,7 +305,7 @@ class NodeManager:
         """A create failed and the provisioner removed what it made: a record the backend
         watch wrote meanwhile must not claim the node exists."""
         node = self.store.nodes.get(name)
-        if node is not None and node.provisioner == self._ready().name \
+        if node is not None and node.provisioner == self.require_provisioner().name \
                 and node.runtime.get("status") not in ("missing", "removed"):
             await self.store.save_node(name, node.role, node.provisioner, {**node.runtime, "status": "missing"},
                                        node.created_ms)
@@ -314,7 +314,7 @@ class NodeManager:
         """Remove ``names`` from the backend and revoke their agents' tokens; their records
         stay as ``removed`` (history kept) or go with their history. (removed, failed).
         The caller holds ``self.lock``."""
-        provisioner = self._ready()
+        provisioner = self.require_provisioner()
         if not names:
             return [], []
         try:
@@ -362,7 +362,7 @@ class NodeManager:
     # ------------------------------------------------------------------ cleanup
     async def cleanup(self, keep_history: bool = False) -> dict[str, Any]:
         """Remove this instance's nodes from the backend, then (unless ``keep_history``) their history."""
-        provisioner = self._ready()
+        provisioner = self.require_provisioner()
         async with self.lock:
             try:
                 running = {s.name for s in await provisioner.list()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import signal
 import uuid
 
 import msgspec
@@ -14,6 +15,22 @@ from fogd.config import Config
 from fogd.daemon import create_app
 from fogd.plugins.host import build_plugin_host
 from tests.helpers import Daemon
+
+
+def _dump_tasks(signum: int, frame: Any) -> None:
+    """``kill -USR1 <pytest pid>``: every asyncio task's stack, appended to
+    /tmp/fogd-test-tasks.txt (pytest captures stderr, so not there) — finds a hang."""
+    import asyncio
+    try:
+        tasks = asyncio.all_tasks(asyncio.get_running_loop())
+    except RuntimeError:
+        tasks = set()
+    with open("/tmp/fogd-test-tasks.txt", "a") as out:
+        for task in tasks:
+            task.print_stack(file=out)
+
+
+signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
 @pytest.fixture

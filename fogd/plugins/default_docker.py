@@ -66,7 +66,8 @@ class DockerProvisioner:
 
     async def available(self) -> bool:
         try:
-            await asyncio.wait_for(self.docker.version(), 3)
+            async with asyncio.timeout(3):  # not wait_for: it can swallow a cancellation on 3.11
+                await self.docker.version()
             return True
         except Exception as exc:  # any failure to talk to the engine means "not now"
             log.debug("docker not available at %s: %r", self.endpoint, exc)

@@ -291,3 +291,17 @@ async def test_swarm_cleanup_leaves_foreign_services_and_placement_errors_are_cl
         assert set(foreign) <= set(left)
     finally:
         subprocess.run(["docker", "service", "rm", *foreign], capture_output=True)
+
+
+@pytest.mark.parametrize("provisioner", ["process"], indirect=True)
+async def test_scale_without_a_declaration_starts_from_what_runs(fogd_app):
+    client = await fogd_app()
+    assert (await client.post("/create", json={"fog": 1, "cloud": 1})).status == 201
+    body = await (await client.post("/fleet/scale", json={"fog": 2})).json()
+    assert body["ok"] and body["created"] == ["fog-2"] and body["removed"] == []
+    view = await (await client.get("/fleet")).json()
+    assert view["declared"] == {"fog": {"count": 2}, "cloud": {"count": 1}} and view["plan"]["in_sync"]
+    resp = await client.delete("/fleet")
+    assert (await resp.json()) == {"withdrawn": True}
+    assert (await (await client.get("/fleet")).json())["declared"] is None
+    assert (await client.post("/create", json={"fog": 1})).status == 201  # no fleet: /create is back

@@ -36,7 +36,7 @@ log = logging.getLogger("fogd.fleet")
 #: Node statuses with no runtime behind them.
 GONE = frozenset({"missing", "removed"})
 #: Statuses of a node that stopped; a backend that does not restart nodes needs fogd to.
-STOPPED = frozenset({"exited", "dead", "created"})
+STOPPED = frozenset({"exited", "dead"})
 #: A node that failed to start is tried again after this long, doubling up to RETRY_MAX_S.
 RETRY_FIRST_S = 5.0
 RETRY_MAX_S = 300.0

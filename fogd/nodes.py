@@ -158,6 +158,8 @@ class NodeManager:
             return
         if state.id and node.runtime.get("id") and state.id != node.runtime["id"]:
             return  # news of a runtime this node no longer has (replaced, upgraded)
+        if state.status == "created":
+            return  # Docker's "create" event can arrive after fogd recorded the start
         runtime = {**node.runtime, "status": state.status}
         for key in ("id", "host", "image", "ip"):  # Swarm moves a node's task between hosts
             value = getattr(state, key)

@@ -81,7 +81,9 @@ class GroupCommitWriter:
             futures.append(fut)
             n += len(rows)
         try:
-            flags = await self._store.insert_readings(groups)
+            flags = self._store.insert_readings_now(groups)
+            if flags is None:
+                flags = await self._store.insert_readings(groups)
         except Exception as exc:  # StoreFailed or worse: nobody is acknowledged
             if not isinstance(exc, Unavailable):
                 log.exception("writer failed")

@@ -122,7 +122,7 @@ class GroupCommitWriter:
     def _committed(self, groups: list[list[ReadingRow]], flags: list[list[bool]]) -> None:
         self.commits += 1
         self._last_commit = time.monotonic()
-        self._store.checkpoint_soon()
+        self._store.checkpoint_soon(sum(map(len, groups)))
         if self._on_commit is not None:
             try:
                 self._on_commit(groups, flags)

@@ -28,13 +28,19 @@ log = logging.getLogger("fogd.store")
 ReadingRow = tuple[int, int, int | None, float | None, float | None, float | None, float | None, int, str, str | None]
 _ROW_COLUMNS = "node_id, ts, seq, temperature, humidity, power, comfort, alert, source, extra"
 _SELECT = "ts, seq, temperature, humidity, power, comfort, alert, source, extra"
-#: Seconds between background WAL checkpoints while readings arrive.
+#: Seconds between background WAL checkpoints while readings arrive quickly...
 CHECKPOINT_INTERVAL = 0.5
+#: ...meaning at least this many rows since the last one; fewer rows wait up to
+#: CHECKPOINT_MAX_INTERVAL (a trickle of small commits adds a few pages a second).
+CHECKPOINT_ROWS = 2000
+CHECKPOINT_MAX_INTERVAL = 5.0
 #: Rows per INSERT statement: 10 variables each, well under SQLite's 32,766.
 INSERT_CHUNK = 1000
 #: Group commits up to this many rows run on the event loop's own thread (see
 #: :meth:`Store.insert_readings_now`); bigger ones go to the writer connection's thread.
 SYNC_COMMIT_ROWS = 4
+#: Roll-up steps of up to this many readings also run on the event loop's thread.
+SYNC_ROLLUP_ROWS = 1000
 HISTORY_SQL = (f"SELECT {_SELECT} FROM readings WHERE node_id = ? AND ts BETWEEN ? AND ? "
                "ORDER BY ts DESC LIMIT ?")
 SERIES_COLUMNS = ("temperature", "humidity", "power", "comfort")
@@ -64,6 +70,24 @@ LATEST_SQL = (f"SELECT n.id, {_SELECT} FROM nodes n JOIN readings r ON r.id = "
 def _insert_sql(n: int) -> str:
     return (f"INSERT OR IGNORE INTO readings ({_ROW_COLUMNS}) VALUES "
             + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * n) + " RETURNING node_id, seq")
+
+
+def _rollup(conn: sqlite3.Connection, max_rows: int, only_if_all: bool = False) -> int | None:
+    """One roll-up step on a raw connection; with ``only_if_all``, None (nothing done)
+    when more than ``max_rows`` readings wait."""
+    (upto,), = conn.execute("SELECT value FROM meta WHERE key = 'rollup_upto'").fetchall()
+    (last, count), = conn.execute(
+        "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM readings WHERE id > ? ORDER BY id LIMIT ?)",
+        (upto, max_rows + 1 if only_if_all else max_rows)).fetchall()
+    if not count:
+        return 0
+    if only_if_all and count > max_rows:
+        return None
+    conn.execute("BEGIN")
+    conn.execute(ROLLUP_SQL, (upto, last))
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'rollup_upto'", (last,))
+    conn.execute("COMMIT")
+    return count
 
 
 def _stored_flags(groups: list[list[ReadingRow]], inserted: set[tuple[int, int | None]]) -> list[list[bool]]:
@@ -327,7 +351,22 @@ class Store:
 
     async def rollup_step(self, max_rows: int = ROLLUP_CHUNK) -> int:
         """Fold up to ``max_rows`` readings past the watermark into ``rollup_1m``, in one
-        short transaction; returns how many were folded (0: caught up)."""
+        short transaction; returns how many were folded (0: caught up).
+
+        A step of at most SYNC_ROLLUP_ROWS readings (the usual case: a second's worth at
+        modest rates) runs right here on the event loop's thread, like small group
+        commits; bigger ones go to the writer connection's thread.
+        """
+        if not self._write_lock.locked():
+            conn: sqlite3.Connection = self._w._conn
+            try:
+                folded = _rollup(conn, min(max_rows, SYNC_ROLLUP_ROWS), only_if_all=True)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise StoreFailed(f"could not roll up readings: {exc}") from exc
+            if folded is not None:
+                return folded
         async with self._write_lock:
             try:
                 (upto,), = await self._w.execute_fetchall("SELECT value FROM meta WHERE key = 'rollup_upto'")

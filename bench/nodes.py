@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark node provisioning on a real Docker engine; prints the figures.
 
-    python3 bench/nodes.py [--nodes 50] [--provisioner docker|process] [--watch 30]
+    python3 bench/nodes.py [--nodes 50] [--provisioner docker|process] [--watch 30] [--image TAG]
 
 Starts `fogd serve` (fresh SQLite file, its own instance label, host networking),
 then measures:
@@ -81,6 +81,7 @@ def main() -> int:
     ap.add_argument("--watch", type=float, default=30.0, help="seconds to measure fogd's CPU")
     ap.add_argument("--jitter", type=float, default=None, help="nodes.agent_start_jitter (default: fogd's)")
     ap.add_argument("--parallelism", type=int, default=None, help="nodes.create_parallelism (default: fogd's)")
+    ap.add_argument("--image", default=None, help="nodes.image (default: fogd's, fogd-node:latest)")
     ap.add_argument("--analysis-interval", type=float, default=None,
                     help="analysis.interval (default: fogd's, 10 s; 0 turns the loop off)")
     args = ap.parse_args()
@@ -93,6 +94,7 @@ def main() -> int:
                           f'max_nodes = {max(200, args.nodes)}\n'
                           + (f"agent_start_jitter = {args.jitter}\n" if args.jitter is not None else "")
                           + (f"create_parallelism = {args.parallelism}\n" if args.parallelism is not None else "")
+                          + (f'image = "{args.image}"\n' if args.image is not None else "")
                           + '[docker]\nnetwork = "host"\n'
                           + (f"[analysis]\ninterval = {args.analysis_interval}\n"
                              if args.analysis_interval is not None else ""))

@@ -15,13 +15,12 @@ import logging
 import os
 import random
 import signal
-import ssl
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import aiohttp
 import msgspec
@@ -229,8 +228,10 @@ class Agent:
                     self.buffer.popleft()
 
     async def run(self, stop: asyncio.Event) -> None:
-        ssl_ctx: ssl.SSLContext | bool = True
+        ssl_ctx: Any = True
         if self.cfg.ca_file:
+            import ssl  # only here: an http:// agent never loads OpenSSL (see __main__)
+
             ssl_ctx = ssl.create_default_context(cafile=self.cfg.ca_file)
         deadline = [float("inf")]
         timeout = aiohttp.ClientTimeout(total=10)

@@ -56,7 +56,7 @@ async def get_alerts(request: web.Request) -> web.Response:
 async def post_ack(request: web.Request) -> web.Response:
     fogd = request.app[FOGD]
     raw = request.match_info["id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "²".isdigit() is True, int("²") fails
         raise Invalid(f"alert id: expected an integer, got {raw!r}", field="id")
     alert_id = int(raw)
     row = await fogd.store.ack_alert(alert_id, now_ms())

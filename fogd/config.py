@@ -207,7 +207,7 @@ class SwarmConfig(_Section):
     restart_delay: float = 1.0
     start_timeout: float = 60.0
     create_parallelism: int = 32
-    poll_interval: float = 2.0
+    poll_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if self.cpus < 0 or self.memory_mb < 0 or self.restart_delay < 0:

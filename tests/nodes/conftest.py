@@ -61,6 +61,7 @@ async def fogd_app(aiohttp_client, make_config, provisioner) -> Callable[..., Aw
     removed by label (containers) or command-line marker (processes)."""
     port = free_port()
     config = make_config(server={"listen": f"127.0.0.1:{port}"}, docker={"network": "host"},
+                         swarm={"poll_interval": 1.0},
                          nodes={"provisioner": provisioner, "agent_interval": 0.2, "image": IMAGE})
 
     async def start(**overrides: Any) -> Any:

@@ -150,6 +150,9 @@ async def test_a_killed_node_reports_again_and_a_restarted_fogd_keeps_reconcilin
         subprocess.run(["docker", "rm", "-f", *containers_of(instance, "fog-2")], check=True, capture_output=True)
     else:
         subprocess.run(["docker", "service", "rm", f"fogd-{instance}-fog-2"], check=True, capture_output=True)
+        deadline = time.monotonic() + 20
+        while containers_of(instance, "fog-2") and time.monotonic() < deadline:  # Swarm stops it a bit later
+            await asyncio.sleep(0.2)
     gone = time.time() * 1000
     client = await fogd_app(fleet={"reconcile_interval": 1.0})
     assert (await (await client.get("/fleet")).json())["declared"]["fog"] == {"count": 2}

@@ -281,8 +281,9 @@ class Fleet:
         for name in removals + [n for n, _ in replacements]:
             log.info("fleet: %s %s (%s)", "removing" if name in removals else "replacing", name,
                      self.store.nodes[name].runtime.get("status", "?"))
-        retired, failed = await self.nodes.retire(removals + [n for n, _ in replacements
-                                                              if self.store.nodes[n].runtime.get("status") not in GONE])
+        # Replaced nodes are removed from the backend too, whatever fogd last heard of them:
+        # a record that says "missing" must not leave a runtime that holds the name.
+        retired, failed = await self.nodes.retire(removals + [n for n, _ in replacements])
         if progress is not None:
             for item in retired:
                 if item["name"] in removals:

@@ -128,7 +128,14 @@ class NodeManager:
         self.backend_ok, self.backend_error = ok, error
 
     async def adopt(self) -> None:
-        """Make fogd's records agree with what the backend runs (start-up, reconnect)."""
+        """Make fogd's records agree with what the backend runs (start-up, reconnect).
+
+        Under ``self.lock``: a listing taken while nodes are being created or removed
+        would mark a node that has just started as missing."""
+        async with self.lock:
+            await self._adopt()
+
+    async def _adopt(self) -> None:
         assert self.provisioner is not None
         running = {s.name: s for s in await self.provisioner.list()}
         changed = False

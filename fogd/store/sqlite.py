@@ -1,5 +1,9 @@
 """The SQLite store: one write connection (behind a lock), one read connection.
 
+(Plus a connection for background WAL checkpoints and a read-only one that the event
+loop's thread uses for analysis windows; small commits and roll-up steps use the write
+connection from the event loop's thread while the lock is free.)
+
 WAL mode lets the read connection serve queries while the writer commits. With
 ``synchronous = normal`` (the default) a committed transaction survives a crash of
 fogd (``kill -9``); ``full`` also survives a power cut, at some throughput.

@@ -113,7 +113,7 @@ def _parse_time(value: str | None, default: int) -> int:
     if not value:
         return default
     try:
-        if value.isdigit():
+        if value.isascii() and value.isdigit():
             return int(value)
         return utc_ms(datetime.fromisoformat(value.replace("Z", "+00:00")))
     except ValueError:

@@ -74,7 +74,7 @@ def iso_ms(ms: int) -> str:
 
 def parse_time(value: str) -> int:
     """Epoch ms from an ISO-8601 string (``Z`` or offset; naive = UTC) or epoch ms digits."""
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     return utc_ms(datetime.fromisoformat(value))
 

@@ -85,7 +85,8 @@ class AnalysisSummary:
     payloads = [{"name": "limit", "label": "Rows", "type": "input", "placeholder": "100"}]
 
     async def query(self, q: Query, fogd: Any) -> list[dict[str, Any]]:
-        limit = int(q.payload["limit"]) if str(q.payload.get("limit", "")).isdigit() else 100
+        raw_limit = str(q.payload.get("limit", ""))
+        limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else 100  # "²".isdigit() is True
         events = await fogd.store.events(None, q.from_ms, q.to_ms, min(limit, 10_000))
         by_id = fogd.store.nodes_by_id
         rows = [[iso_ms(ts), by_id[nid].name if nid in by_id else None, kind, rule, sev, msg]

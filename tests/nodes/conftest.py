@@ -73,10 +73,14 @@ async def fogd_app(aiohttp_client, make_config, provisioner) -> Callable[..., Aw
             cfg = msgspec.structs.replace(cfg, **{section: msgspec.structs.replace(getattr(cfg, section), **values)})
         client = await aiohttp_client(create_app(cfg, build_plugin_host(entrypoints=False)),
                                       server_kwargs={"port": port})
+        clients.append(client)
         return client
 
+    clients: list[Any] = []
     start.config = config  # type: ignore[attr-defined]
     yield start
+    for client in clients:  # first stop fogd: its fleet reconciler would replace what we remove
+        await client.close()
     remove_instance(provisioner, config.nodes.instance)
 
 

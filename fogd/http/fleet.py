@@ -12,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from fogd.context import FOGD
-from fogd.fleet import FleetSpec, ScaleRequest, UpgradeRequest
+from fogd.fleet import FleetNotDeclared, FleetSpec, ScaleRequest, UpgradeRequest
 from fogd.http.nodes import decode_body, with_progress
 from fogd.http.responses import json
 
@@ -46,6 +46,8 @@ async def post_plan(request: web.Request) -> web.Response:
     spec = None if not body.strip() else await decode_body(request, _spec_decoder)
     if spec is not None:
         fleet.check(spec)
+    elif fleet.spec is None:
+        raise FleetNotDeclared("no fleet is declared: send a fleet (fogd plan fleet.toml) to compare it with what runs")
     return json({"revision": fleet.revision, **fleet.plan(spec)})
 
 

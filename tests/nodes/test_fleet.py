@@ -226,6 +226,7 @@ async def test_fleet_requests_are_validated(fogd_app):
     await assert_error(await client.post("/fleet", json={"image": "x:1", "fog": {"count": 1}}), 422, "validation",
                        field="image")
     await assert_error(await client.post("/fleet/upgrade", json={"image": "x:1"}), 409, "no_fleet")
+    await assert_error(await client.post("/fleet/plan"), 409, "no_fleet")
     await assert_error(await client.post("/fleet/upgrade", json={}), 422, "validation", field="$.image")
     await assert_error(await client.post("/fleet/scale", json={"fog": "many"}), 422, "validation", field="$.fog")
     await assert_error(await client.post("/fleet", data=b"{", headers={"Content-Type": "application/json"}),

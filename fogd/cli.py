@@ -304,6 +304,10 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         return 0
     lines = [f"fleet revision {result['revision']} ({result['provisioner']}), declared {result['updated']}",
              _plan_text(result["plan"])]
+    if result.get("hosts"):
+        lines.append("hosts: " + "; ".join(
+            f"{host} " + ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
+            for host, roles in result["hosts"].items()))
     last = result.get("last_reconcile")
     if last:
         lines.append(f"last reconciliation {last['at']}: " + (

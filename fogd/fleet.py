@@ -382,6 +382,15 @@ class Fleet:
         return silent
 
     # ------------------------------------------------------------------ view
+    def hosts(self) -> dict[str, dict[str, int]]:
+        """Where the fleet runs: live nodes per backend host and role."""
+        out: dict[str, dict[str, int]] = {}
+        for node in self._records():
+            if not self._down(node):
+                per = out.setdefault(node.runtime.get("host") or "-", {})
+                per[node.role] = per.get(node.role, 0) + 1
+        return dict(sorted(out.items()))
+
     def view(self) -> dict[str, Any]:
         return {
             "declared": msgspec.to_builtins(self.spec) if self.spec is not None else None,
@@ -389,6 +398,7 @@ class Fleet:
             "updated": iso_ms(self.updated_ms) if self.updated_ms else None,
             "provisioner": self.nodes.provisioner.name if self.nodes.provisioner else None,
             "plan": self.plan() if self.spec is not None else None,
+            "hosts": self.hosts(),
             "last_reconcile": self.last or None,
             "upgrade": self.upgrade_state or None,
         }

@@ -76,6 +76,7 @@ async def test_apply_plan_scale_and_cleanup(fogd_app, provisioner):
     if provisioner == "swarm":
         host = subprocess.run(["docker", "info", "--format", "{{.Name}}"], capture_output=True, text=True).stdout.strip()
         assert {s["host"] for s in status.values()} == {host}
+        assert (await (await client.get("/fleet")).json())["hosts"] == {host: {"fog": 3, "cloud": 1}}
         assert services_of(instance) == [f"fogd-{instance}-{n}" for n in ("cloud-1", "fog-1", "fog-2", "fog-3")]
         spec = docker_json("service", "inspect", f"fogd-{instance}-cloud-1")[0]["Spec"]
         assert spec["Labels"] == {"io.fogd.instance": instance, "io.fogd.role": "cloud", "io.fogd.node": "cloud-1"}
@@ -256,6 +257,7 @@ async def test_cli_apply_plan_fleet_scale(fogd_app, tmp_path):
     assert "create fog-1" in out and "fleet revision 1: created 3" in out and "in sync" in out
     code, out = await fogd("fleet")
     assert code == 0 and "fleet revision 1 (process)" in out and "in sync" in out
+    assert f"hosts: {os.uname().nodename} 1 cloud, 2 fog" in out
     code, out = await fogd("scale", "--fog", "1")
     assert code == 0 and "remove fog-2" in out and "removed 1" in out
     code, out = await fogd("create", "--fog", "1")

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nodes import cpu_seconds, free_port  # noqa: E402
+from nodes import cpu_seconds, serve  # noqa: E402
 
 
 def thread_seconds(pid: int) -> dict[int, float]:
@@ -160,29 +160,13 @@ def main() -> int:
     ap.add_argument("--pin", action="store_true", help="fogd on CPU 0, this load generator on CPU 1")
     args = ap.parse_args()
     RUNS, IDLE = args.runs, args.idle
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "fogd.toml"
-        config.write_text(f'[nodes]\nprovisioner = "{args.provisioner}"\n'
-                          f'instance = "simbench{os.getpid()}"\nmax_nodes = {max(200, args.agents)}\n'
-                          '[docker]\nnetwork = "host"\n'
-                          + (f"[analysis]\ninterval = {args.analysis_interval}\n"
-                             if args.analysis_interval is not None else ""))
-        env = {**os.environ, "FOGD_CONFIG": str(config), "FOGD_DB": str(Path(tmp) / "fogd.sqlite3"),
-               "FOGD_LISTEN": f"127.0.0.1:{port}", "FOGD_LOG_LEVEL": "warning"}
-        cmd = [sys.executable, "-m", "fogd", "serve"]
         if args.pin:
-            cmd = ["taskset", "-c", "0", *cmd]
             os.sched_setaffinity(0, {1})
-        fogd = subprocess.Popen(cmd, env=env)
+        fogd, url = serve(tmp, args.provisioner, f"simbench{os.getpid()}", max(200, args.agents),
+                          args.analysis_interval, pin=args.pin)
+        port = int(url.rsplit(":", 1)[1])
         try:
-            import urllib.request
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                    break
-                except OSError:
-                    time.sleep(0.05)
             spy = None
             if args.profile:
                 spy = subprocess.Popen(["py-spy", "record", "-p", str(fogd.pid), "-f", "raw", "-r", "250", "--threads", "--nonblocking",

@@ -20,7 +20,6 @@ Everything it created is removed at the end (POST /cleanup), which is timed too.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -29,10 +28,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nodes import agent_pids, call, cpu_seconds, free_port, memory_mb  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent.parent))
-from fogd.model import parse_time  # noqa: E402
+from nodes import call, cpu_share, parse_time, print_agent_memory, serve, wait_reported  # noqa: E402
 
 
 def latest_ms(url: str, node: str) -> int | None:
@@ -52,24 +48,9 @@ def main() -> int:
     args = ap.parse_args()
     total = args.fog + args.cloud
     instance = f"bench{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "fogd.toml"
-        config.write_text(f'[nodes]\nprovisioner = "{args.provisioner}"\ninstance = "{instance}"\n'
-                          f'max_nodes = {max(200, total)}\n[docker]\nnetwork = "host"\n'
-                          + (f"[analysis]\ninterval = {args.analysis_interval}\n"
-                             if args.analysis_interval is not None else ""))
-        env = {**os.environ, "FOGD_CONFIG": str(config), "FOGD_DB": str(Path(tmp) / "fogd.sqlite3"),
-               "FOGD_LISTEN": f"127.0.0.1:{port}", "FOGD_LOG_LEVEL": "warning"}
-        fogd = subprocess.Popen([sys.executable, "-m", "fogd", "serve"], env=env)
+        fogd, url = serve(tmp, args.provisioner, instance, max(200, total), args.analysis_interval)
         try:
-            for _ in range(200):
-                try:
-                    call(url + "/healthz")
-                    break
-                except OSError:
-                    time.sleep(0.05)
             t0 = time.perf_counter()
             since = time.time() * 1000
             result = call(url + "/fleet", "POST", {"fog": {"count": args.fog}, "cloud": {"count": args.cloud}})
@@ -77,29 +58,13 @@ def main() -> int:
             if result["failed"]:
                 print(f"{len(result['failed'])} nodes failed, e.g. {result['failed'][0]}")
             names = set(result["created"])
-            while True:
-                status = call(url + "/nodes/status")
-                reported = {n["name"] for n in status if n["last_reading"] is not None
-                            and parse_time(n["last_reading"]) > since}
-                if names <= reported:
-                    break
-                if time.perf_counter() - t0 > 120:
-                    print(f"only {len(reported & names)} of {len(names)} reported within 120 s")
-                    break
-                time.sleep(0.1)
-            t_telemetry = time.perf_counter() - t0
+            t_telemetry = wait_reported(url, names, t0, 120, since_ms=since)
             print(f"POST /fleet of {total} nodes ({args.provisioner}): every task running {t_applied:.2f} s, "
                   f"telemetry from all stored {t_telemetry:.2f} s after the request", flush=True)
 
             time.sleep(5)
-            mems = [memory_mb(p) for p in agent_pids(instance)]
-            if mems:
-                rss = sorted(m[0] for m in mems)
-                print(f"agent memory over {len(mems)} agents: resident median {rss[len(rss) // 2]:.1f} MB, "
-                      f"max {rss[-1]:.1f} MB", flush=True)
-            c0, w0 = cpu_seconds(fogd.pid), time.perf_counter()
-            time.sleep(args.watch)
-            share = (cpu_seconds(fogd.pid) - c0) / (time.perf_counter() - w0)
+            print_agent_memory(instance)
+            share = cpu_share(fogd.pid, args.watch)
             print(f"fogd CPU with {total} agents posting every second: {share * 100:.1f}% of one core "
                   f"(over {args.watch:.0f} s)", flush=True)
 

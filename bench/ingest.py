@@ -88,12 +88,15 @@ def wrk(url: str, script: str, connections: int, seconds: int, threads: int = 2)
     return {"rps": rps, "mean_ms": mean_ms, "p50_ms": ms("50%"), "p99_ms": ms("99%")}
 
 
-def start_fogd(db: Path, env: dict[str, str] | None = None, attempts: int = 300) -> tuple[subprocess.Popen[bytes], str]:
-    """`fogd serve` on a fresh loopback port, pinned to CPU 0; returns it once /healthz answers."""
+def start_fogd(db: Path, env: dict[str, str] | None = None, attempts: int = 300,
+               pin: bool = True) -> tuple[subprocess.Popen[bytes], str]:
+    """`fogd serve` on a fresh loopback port (pinned to CPU 0 unless ``pin`` is False);
+    returns it once /healthz answers."""
     port = free_port()
     full = {**os.environ, "FOGD_DB": str(db), "FOGD_LISTEN": f"127.0.0.1:{port}", "FOGD_LOG_LEVEL": "warning",
             **(env or {})}
-    proc = subprocess.Popen(pinned(0, [sys.executable, "-m", "fogd", "serve"]), env=full)
+    cmd = [sys.executable, "-m", "fogd", "serve"]
+    proc = subprocess.Popen(pinned(0, cmd) if pin else cmd, env=full)
     url = f"http://127.0.0.1:{port}"
     for _ in range(attempts):
         try:

@@ -20,14 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+from ingest import free_port, start_fogd  # noqa: E402,F401  (free_port: for the benches importing it from here)
+
+from fogd.model import parse_time  # noqa: E402
 
 
 def call(url: str, method: str = "GET", body: object = None) -> object:
@@ -37,10 +41,47 @@ def call(url: str, method: str = "GET", body: object = None) -> object:
         return json.loads(resp.read())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def serve(tmp: str, provisioner: str, instance: str, max_nodes: int, analysis_interval: float | None = None,
+          pin: bool = False, **nodes: object) -> tuple[object, str]:
+    """`fogd serve` on a fresh SQLite file in ``tmp``, with a fogd.toml for benchmarks:
+    ``provisioner``, its own ``instance`` label, host networking, more ``[nodes]`` keys."""
+    config = Path(tmp) / "fogd.toml"
+    config.write_text(f'[nodes]\nprovisioner = "{provisioner}"\ninstance = "{instance}"\nmax_nodes = {max_nodes}\n'
+                      + "".join(f"{k} = {json.dumps(v)}\n" for k, v in nodes.items() if v is not None)
+                      + '[docker]\nnetwork = "host"\n'
+                      + (f"[analysis]\ninterval = {analysis_interval}\n" if analysis_interval is not None else ""))
+    return start_fogd(Path(tmp) / "fogd.sqlite3", {"FOGD_CONFIG": str(config)}, pin=pin)
+
+
+def wait_reported(url: str, names: set[str], t0: float, limit: float, since_ms: float | None = None) -> float:
+    """Seconds from ``t0`` until every node in ``names`` has a stored reading (taken
+    after ``since_ms``, if given); says so if that takes over ``limit`` seconds."""
+    while True:
+        reported = {n["name"] for n in call(url + "/nodes/status") if n["last_reading"] is not None
+                    and (since_ms is None or parse_time(n["last_reading"]) > since_ms)}
+        if names <= reported:
+            break
+        if time.perf_counter() - t0 > limit:
+            print(f"only {len(reported & names)} of {len(names)} reported within {limit:g} s")
+            break
+        time.sleep(0.05)
+    return time.perf_counter() - t0
+
+
+def print_agent_memory(instance: str) -> None:
+    mems = [memory_mb(p) for p in agent_pids(instance)]
+    if mems:
+        rss = sorted(m[0] for m in mems)
+        pss = sorted(m[1] for m in mems)
+        print(f"agent memory over {len(mems)} agents: resident median {rss[len(rss) // 2]:.1f} MB, "
+              f"max {rss[-1]:.1f} MB; proportional (PSS) median {pss[len(pss) // 2]:.1f} MB", flush=True)
+
+
+def cpu_share(pid: int, seconds: float) -> float:
+    """Share of one core ``pid`` used over the next ``seconds``."""
+    c0, w0 = cpu_seconds(pid), time.perf_counter()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - c0) / (time.perf_counter() - w0)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -86,56 +127,21 @@ def main() -> int:
                     help="analysis.interval (default: fogd's, 10 s; 0 turns the loop off)")
     args = ap.parse_args()
     instance = f"bench{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "fogd.toml"
-        config.write_text(f'[nodes]\nprovisioner = "{args.provisioner}"\ninstance = "{instance}"\n'
-                          f'max_nodes = {max(200, args.nodes)}\n'
-                          + (f"agent_start_jitter = {args.jitter}\n" if args.jitter is not None else "")
-                          + (f"create_parallelism = {args.parallelism}\n" if args.parallelism is not None else "")
-                          + (f'image = "{args.image}"\n' if args.image is not None else "")
-                          + '[docker]\nnetwork = "host"\n'
-                          + (f"[analysis]\ninterval = {args.analysis_interval}\n"
-                             if args.analysis_interval is not None else ""))
-        env = {**os.environ, "FOGD_CONFIG": str(config), "FOGD_DB": str(Path(tmp) / "fogd.sqlite3"),
-               "FOGD_LISTEN": f"127.0.0.1:{port}", "FOGD_LOG_LEVEL": "warning"}
-        fogd = subprocess.Popen([sys.executable, "-m", "fogd", "serve"], env=env)
+        fogd, url = serve(tmp, args.provisioner, instance, max(200, args.nodes), args.analysis_interval,
+                          agent_start_jitter=args.jitter, create_parallelism=args.parallelism, image=args.image)
         try:
-            for _ in range(200):
-                try:
-                    call(url + "/healthz")
-                    break
-                except OSError:
-                    time.sleep(0.05)
             t0 = time.perf_counter()
             result = call(url + "/create", "POST", {"fog": args.nodes})
             t_created = time.perf_counter() - t0
             assert not result["failed"], result["failed"]
-            names = {n["name"] for n in result["created"]}
-            while True:
-                status = call(url + "/nodes/status")
-                reported = {n["name"] for n in status if n["last_reading"] is not None}
-                if names <= reported:
-                    break
-                if time.perf_counter() - t0 > 60:
-                    print(f"only {len(reported & names)} of {len(names)} reported within 60 s")
-                    break
-                time.sleep(0.05)
-            t_telemetry = time.perf_counter() - t0
+            t_telemetry = wait_reported(url, {n["name"] for n in result["created"]}, t0, 60)
             print(f"POST /create of {args.nodes} nodes ({result['provisioner']}): all running in {t_created:.2f} s, "
                   f"telemetry from all stored {t_telemetry:.2f} s after the request", flush=True)
 
             time.sleep(3)
-            mems = [memory_mb(p) for p in agent_pids(instance)]
-            if mems:
-                rss = sorted(m[0] for m in mems)
-                pss = sorted(m[1] for m in mems)
-                print(f"agent memory over {len(mems)} agents: resident median {rss[len(rss) // 2]:.1f} MB, "
-                      f"max {rss[-1]:.1f} MB; proportional (PSS) median {pss[len(pss) // 2]:.1f} MB", flush=True)
-            c0, w0 = cpu_seconds(fogd.pid), time.perf_counter()
-            time.sleep(args.watch)
-            share = (cpu_seconds(fogd.pid) - c0) / (time.perf_counter() - w0)
+            print_agent_memory(instance)
+            share = cpu_share(fogd.pid, args.watch)
             print(f"fogd CPU with {args.nodes} agents posting every second: {share * 100:.1f}% of one core "
                   f"(over {args.watch:.0f} s)", flush=True)
             t1 = time.perf_counter()

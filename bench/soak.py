@@ -19,14 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ingest import SINGLE_LUA, free_port, pinned  # noqa: E402
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from ingest import SINGLE_LUA, free_port, pinned, rss_mb  # noqa: E402
 
 
 def main() -> int:

@@ -203,20 +203,23 @@ class Fleet:
         self.check(spec)
         started = time.monotonic()
         async with self.nodes.lock:
-            for image in {spec.image_for(r, self.config.nodes.image) for r in ROLES if spec.role(r).count} or {None}:
+            images = {spec.image_for(r, self.config.nodes.image) for r in ROLES if spec.role(r).count}
+            for image in images or {None}:
                 await self.nodes.prepare(image)  # None: only that the backend answers
             previous = self.spec
             await self._declare(spec)
-            result: dict[str, Any] = {"revision": self.revision, **await self._reconcile(progress)}
-            outdated = {r: self.plan()[r]["outdated"] for r in ROLES}
+            result: dict[str, Any] = {"revision": self.revision, **await self._reconcile(progress, prepared=images)}
+            plan = self.plan()
+            outdated = {r: plan[r]["outdated"] for r in ROLES}
             if any(outdated.values()):
                 result["upgrade"] = await self._roll(outdated, progress, batch or self.config.fleet.upgrade_batch,
                                                      timeout or self.config.fleet.upgrade_timeout)
                 if not result["upgrade"]["ok"]:  # keep declaring what runs
-                    await self._declare(_with_images(spec, previous, outdated))
+                    await self._declare(_with_images(spec, previous))
                     result["revision"] = self.revision
         result["elapsed_s"] = round(time.monotonic() - started, 3)
         result["plan"] = self.plan()
+        result["ok"] = not result["failed"] and result.get("upgrade", {}).get("ok", True)
         return result
 
     async def scale(self, fog: int | None, cloud: int | None, progress: Progress | None = None) -> dict[str, Any]:
@@ -266,9 +269,11 @@ class Fleet:
         return self.nodes.spec(name, role, batch, image=image or spec.image_for(role, self.config.nodes.image),
                                interval=rs.interval, anomaly_rate=rs.anomaly_rate, placement=rs.placement)
 
-    async def _reconcile(self, progress: Progress | None = None) -> dict[str, Any]:
-        """One pass: remove extras, replace dead nodes, create missing ones. Caller holds
-        the nodes lock. Returns what it did."""
+    async def _reconcile(self, progress: Progress | None = None,
+                         prepared: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+        """One pass: remove extras, replace dead nodes, create missing ones (after
+        preparing their images, unless ``prepared`` already). Caller holds the nodes
+        lock. Returns what it did."""
         plan = self.plan()
         now = time.monotonic()
         waiting = {n for n, (until, _) in self._retry.items() if until > now}  # failed lately: back off
@@ -290,6 +295,8 @@ class Fleet:
                     await progress({"action": "remove", "ok": True, **item})
         batch = len(replacements) + len(creations)
         specs = [self._node_spec(n, r, batch) for n, r in replacements + creations]
+        for image in {spec.image for spec in specs} - set(prepared):
+            await self.nodes.prepare(image)  # after a restart: network, CA config, the image's presence
         replaced = {n for n, _ in replacements}
 
         async def report(item: dict[str, Any]) -> None:
@@ -353,7 +360,7 @@ class Fleet:
                                  timeout: float, progress: Progress | None, action: str) -> list[str]:
         """Replace ``group`` (new image, or ``images`` per node), then wait until each
         reports a reading taken after it ran; the names that stayed silent."""
-        retired, failed = await self.nodes.retire([n for n, _ in group])
+        await self.nodes.retire([n for n, _ in group])
         specs = [self._node_spec(n, r, len(group), image=images[n] if images else None) for n, r in group]
         results = {r["name"]: r for r in await self.nodes.launch(specs)}
         spec = self.spec or FleetSpec()
@@ -408,7 +415,7 @@ def _counts(spec: FleetSpec) -> str:
     return ", ".join(f"{spec.role(r).count} {r}" for r in ROLES)
 
 
-def _with_images(spec: FleetSpec, previous: FleetSpec | None, outdated: dict[str, list[str]]) -> FleetSpec:
+def _with_images(spec: FleetSpec, previous: FleetSpec | None) -> FleetSpec:
     """``spec`` with the images of ``previous`` for the roles whose upgrade was rolled back."""
     before = previous or FleetSpec()
     out = msgspec.structs.replace(spec, image=before.image)

@@ -21,15 +21,13 @@ from fogd.config import Config
 from fogd.errors import ConfigError, FogdError, Invalid, Unavailable
 from fogd.live import LiveCache
 from fogd.model import iso_ms, now_ms
-from fogd.provisioning import (LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable, ImageMissing,
-                               NodeSpec, NodeState, Provisioner, ProvisionerContext, ProvisionFailed)
+from fogd.provisioning import (AGENT_CA_PATH, LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable,
+                               ImageMissing, NodeSpec, NodeState, Provisioner, ProvisionerContext, ProvisionFailed)
 from fogd.store import Node, Store
 
 log = logging.getLogger("fogd.nodes")
 
 ROLES = ("fog", "cloud")
-#: Where a container provisioner mounts server.tls_ca for the agent.
-AGENT_CA_PATH = "/etc/fogd/ca.pem"
 RECONNECT_S = 2.0
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -286,8 +284,7 @@ class NodeManager:
         provisioner = self.require_provisioner()
         if self.config.auth.enabled and self.config.auth.agent_tokens:
             specs = [await self._with_agent_token(spec) for spec in specs]
-        gate = asyncio.Semaphore(getattr(provisioner, "create_parallelism", 0)
-                                 or self.config.nodes.create_parallelism)
+        gate = asyncio.Semaphore(self._parallelism())
         started = time.monotonic() if started is None else started
 
         async def one(spec: NodeSpec) -> dict[str, Any]:
@@ -319,17 +316,25 @@ class NodeManager:
             await self.store.save_node(name, node.role, node.provisioner, {**node.runtime, "status": "missing"},
                                        node.created_ms)
 
-    async def retire(self, names: list[str], keep_history: bool = True) -> tuple[list[dict], list[dict]]:
-        """Remove ``names`` from the backend and revoke their agents' tokens; their records
-        stay as ``removed`` (history kept) or go with their history. (removed, failed).
-        The caller holds ``self.lock``."""
+    def _parallelism(self) -> int:
+        return getattr(self.provisioner, "create_parallelism", 0) or self.config.nodes.create_parallelism
+
+    async def _running(self) -> dict[str, NodeState]:
+        try:
+            return {s.name: s for s in await self.require_provisioner().list()}
+        except BackendUnavailable as exc:
+            raise Unavailable(f"{exc}; nothing was removed") from None
+
+    async def retire(self, names: list[str], keep_history: bool = True,
+                     running: dict[str, NodeState] | None = None) -> tuple[list[dict], list[dict]]:
+        """Remove ``names`` from the backend (``running``: its listing, if the caller has
+        one) and revoke their agents' tokens; their records stay as ``removed`` (history
+        kept) or go with their history. (removed, failed). The caller holds ``self.lock``."""
         provisioner = self.require_provisioner()
         if not names:
             return [], []
-        try:
-            running = {s.name: s for s in await provisioner.list()}
-        except BackendUnavailable as exc:
-            raise Unavailable(f"{exc}; nothing was removed") from None
+        if running is None:
+            running = await self._running()
         removed: list[dict] = []
         failed: list[dict] = []
 
@@ -343,7 +348,7 @@ class NodeManager:
             except (ProvisionFailed, BackendUnavailable) as exc:
                 failed.append({"name": name, "error": str(exc)})
 
-        gate = asyncio.Semaphore(getattr(provisioner, "create_parallelism", 0) or self.config.nodes.create_parallelism)
+        gate = asyncio.Semaphore(self._parallelism())
 
         async def gated(name: str) -> None:
             async with gate:
@@ -373,13 +378,10 @@ class NodeManager:
         """Remove this instance's nodes from the backend, then (unless ``keep_history``) their history."""
         provisioner = self.require_provisioner()
         async with self.lock:
-            try:
-                running = {s.name for s in await provisioner.list()}
-            except BackendUnavailable as exc:
-                raise Unavailable(f"{exc}; nothing was removed") from None
+            running = await self._running()
             records = {n.name for n in self.store.nodes.values() if n.provisioner == provisioner.name
                        and not (keep_history and n.runtime.get("status") == "removed")}
-            removed, failed = await self.retire(sorted(running | records), keep_history)
+            removed, failed = await self.retire(sorted(set(running) | records), keep_history, running)
         return {"provisioner": provisioner.name, "removed": removed, "failed": failed,
                 "history": "kept" if keep_history else "cleared"}
 

@@ -20,6 +20,8 @@ from fogd.config import Config
 LABEL_INSTANCE = "io.fogd.instance"
 LABEL_ROLE = "io.fogd.role"
 LABEL_NODE = "io.fogd.node"
+#: Where container provisioners put server.tls_ca for the agent (FOGD_CA_FILE points there).
+AGENT_CA_PATH = "/etc/fogd/ca.pem"
 
 
 class NodeSpec(msgspec.Struct, frozen=True):

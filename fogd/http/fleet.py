@@ -21,11 +21,6 @@ _scale_decoder = msgspec.json.Decoder(ScaleRequest)
 _upgrade_decoder = msgspec.json.Decoder(UpgradeRequest)
 
 
-def _ok(result: dict) -> dict:
-    upgrade = result.get("upgrade")
-    return {"ok": not result.get("failed") and (upgrade is None or upgrade["ok"]), **result}
-
-
 async def get_fleet(request: web.Request) -> web.Response:
     """The declaration (or null), its revision, the plan from what runs to it, the last
     reconciliation and upgrade."""
@@ -36,7 +31,7 @@ async def post_fleet(request: web.Request) -> web.StreamResponse:
     """Declare the fleet (the body is fleet.toml as JSON) and make it so."""
     fleet = request.app[FOGD].fleet
     spec = await decode_body(request, _spec_decoder)
-    return await with_progress(request, lambda progress: _run(fleet.apply(spec, progress)))
+    return await with_progress(request, lambda progress: fleet.apply(spec, progress))
 
 
 async def post_plan(request: web.Request) -> web.Response:
@@ -54,19 +49,16 @@ async def post_plan(request: web.Request) -> web.Response:
 async def post_scale(request: web.Request) -> web.StreamResponse:
     fleet = request.app[FOGD].fleet
     req = await decode_body(request, _scale_decoder)
-    return await with_progress(request, lambda progress: _run(fleet.scale(req.fog, req.cloud, progress)))
+    return await with_progress(request, lambda progress: fleet.scale(req.fog, req.cloud, progress))
 
 
 async def post_upgrade(request: web.Request) -> web.StreamResponse:
     fleet = request.app[FOGD].fleet
     req = await decode_body(request, _upgrade_decoder)
-    return await with_progress(request, lambda progress: _run(fleet.upgrade(req, progress)))
+    return await with_progress(request, lambda progress: fleet.upgrade(req, progress))
 
 
 async def delete_fleet(request: web.Request) -> web.Response:
     """Withdraw the declaration: the nodes keep running, nothing reconciles them any more."""
     return json({"withdrawn": await request.app[FOGD].fleet.withdraw()})
 
-
-async def _run(work) -> dict:  # type: ignore[no-untyped-def]
-    return _ok(await work)

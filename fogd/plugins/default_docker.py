@@ -21,8 +21,8 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from fogd.plugins.markers import hookimpl
-from fogd.provisioning import (LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable, ImageMissing,
-                               NodeSpec, NodeState, ProvisionerContext, ProvisionFailed)
+from fogd.provisioning import (AGENT_CA_PATH, LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable,
+                               ImageMissing, NodeSpec, NodeState, ProvisionerContext, ProvisionFailed)
 
 log = logging.getLogger("fogd.docker")
 
@@ -141,7 +141,7 @@ class DockerProvisioner:
         if network != "host":
             host_config["ExtraHosts"] = ["host.docker.internal:host-gateway"]
         if self._ctx.config.server.tls_ca:  # the agent verifies fogd's certificate with it
-            host_config["Binds"] = [f"{os.path.abspath(self._ctx.config.server.tls_ca)}:/etc/fogd/ca.pem:ro"]
+            host_config["Binds"] = [f"{os.path.abspath(self._ctx.config.server.tls_ca)}:{AGENT_CA_PATH}:ro"]
         config = {
             "Image": spec.image,
             "Env": [f"{k}={v}" for k, v in spec.env.items()],

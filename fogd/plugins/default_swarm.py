@@ -28,17 +28,13 @@ from aiodocker.exceptions import DockerError
 
 from fogd.plugins.default_docker import DockerProvisioner, _ms
 from fogd.plugins.markers import hookimpl
-from fogd.provisioning import (LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable, ImageMissing,
-                               NodeSpec, NodeState, ProvisionFailed)
+from fogd.provisioning import (AGENT_CA_PATH, LABEL_INSTANCE, LABEL_NODE, LABEL_ROLE, BackendUnavailable,
+                               ImageMissing, NodeSpec, NodeState, ProvisionFailed)
 
 log = logging.getLogger("fogd.swarm")
 
-#: Task states in which the node is on its way up (Swarm's words).
-STARTING = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting")
 #: Task states that mean this attempt is over; Swarm starts another (restart policy).
 ENDED = ("complete", "shutdown", "failed", "rejected", "orphaned", "remove")
-#: Where the agent finds fogd's CA certificate (a Swarm config, present on every host).
-AGENT_CA_PATH = "/etc/fogd/ca.pem"
 NANO = 1_000_000_000
 STOP_GRACE_S = 10  # SIGTERM, then SIGKILL: the agent flushes what it holds in between
 
@@ -84,9 +80,6 @@ class SwarmProvisioner(DockerProvisioner):
         if not ok:
             log.debug("swarm not available: %s", why)
         return ok
-
-    def _service_name(self, node: str) -> str:
-        return self._container_name(node)
 
     async def _host(self, node_id: str) -> str:
         if node_id and node_id not in self._hosts:
@@ -189,7 +182,7 @@ class SwarmProvisioner(DockerProvisioner):
 
     async def create(self, spec: NodeSpec) -> NodeState:
         assert self._ctx is not None
-        name = self._service_name(spec.name)
+        name = self._container_name(spec.name)  # the service's name: fogd-<instance>-<node>
         try:
             created = await self.docker.services.create(
                 self._task_template(spec), name=name, labels=dict(spec.labels),

@@ -6,9 +6,11 @@
 Starts `fogd serve` (fresh SQLite file; the Docker provisioner by default, watching an
 event stream with no nodes of its own), then runs N simulated agents from this one
 process. Each agent does what
-``node_agent`` does on the wire: one keep-alive HTTP/1.1 connection, a JSON array with
-one reading (node, role, seq, timestamp, source, the three metrics and ``extra``)
-POSTed to /ingest every second, each agent at its own phase. After a warm-up it
+``node_agent`` does on the wire: a JSON array with one reading (node, role, seq,
+timestamp, source, the three metrics and ``extra``) every second, each agent at its own
+phase, sent as a message on one WebSocket to ``GET /ingest`` (``--transport stream``,
+the agent's default) or POSTed to /ingest on one keep-alive HTTP/1.1 connection
+(``--transport post``). After a warm-up it
 measures fogd's CPU-seconds (utime + stime from /proc, robust to other load on the
 machine) over ``--seconds`` and prints them as a share of one core and per request,
 split into the event loop's thread and the others (SQLite's), user and system time.
@@ -65,32 +67,68 @@ class Counts:
     failed = 0
 
 
+def body(rng: random.Random, name: str, seq: int, now: float) -> bytes:
+    return json.dumps([{
+        "temperature": round(22 + rng.gauss(0, 1), 2), "humidity": round(45 + rng.gauss(0, 2), 2),
+        "power": round(120 + rng.gauss(0, 3), 1),
+        "extra": {"cpu_load": round(rng.random(), 3), "mem_used_mb": round(200 + rng.random() * 50, 1),
+                  "uptime_s": round(seq / 1e6 % 1e4, 1)},
+        "node": name, "role": "fog", "seq": seq, "timestamp": iso(now), "source": "agent"}],
+        separators=(",", ":")).encode()
+
+
+class Post:
+    """One keep-alive HTTP/1.1 connection, a POST per reading (raw, to keep this side cheap)."""
+
+    async def open(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader, self.writer = await asyncio.open_connection(host, port)
+
+    async def send(self, data: bytes) -> bool:
+        self.writer.write(b"POST /ingest HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n" % (self.host.encode(), self.port, len(data)) + data)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        await self.reader.readexactly(length)
+        return head[9:10] == b"2"
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+class Stream:
+    """What node_agent does by default: one WebSocket to GET /ingest, a message per reading."""
+
+    async def open(self, host: str, port: int) -> None:
+        import aiohttp
+
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(f"http://{host}:{port}/ingest")
+
+    async def send(self, data: bytes) -> bool:
+        await self.ws.send_bytes(data)
+        msg = await self.ws.receive()
+        return json.loads(msg.data)["status"] < 300
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()
+
+
 async def agent(host: str, port: int, name: str, interval: float, stop: asyncio.Event, counts: Counts) -> None:
     await asyncio.sleep(random.uniform(0, interval))
-    reader, writer = await asyncio.open_connection(host, port)
+    conn = Stream() if TRANSPORT == "stream" else Post()
+    await conn.open(host, port)
     rng = random.Random(name)
     seq = 0
     next_t = time.monotonic()
     try:
         while not stop.is_set():
-            now = time.time()
             seq = max(seq + 1, time.time_ns() // 1000)
-            body = json.dumps([{
-                "temperature": round(22 + rng.gauss(0, 1), 2), "humidity": round(45 + rng.gauss(0, 2), 2),
-                "power": round(120 + rng.gauss(0, 3), 1),
-                "extra": {"cpu_load": round(rng.random(), 3), "mem_used_mb": round(200 + rng.random() * 50, 1),
-                          "uptime_s": round(seq / 1e6 % 1e4, 1)},
-                "node": name, "role": "fog", "seq": seq, "timestamp": iso(now), "source": "agent"}],
-                separators=(",", ":")).encode()
-            writer.write(b"POST /ingest HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % (host.encode(), port, len(body)) + body)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            await reader.readexactly(length)
-            if head[9:10] == b"2":
+            if await conn.send(body(rng, name, seq, time.time())):
                 counts.ok += 1
             else:
                 counts.failed += 1
@@ -102,7 +140,7 @@ async def agent(host: str, port: int, name: str, interval: float, stop: asyncio.
                 except asyncio.TimeoutError:
                     pass
     finally:
-        writer.close()
+        await conn.close()
 
 
 async def load(host: str, port: int, agents: int, interval: float, warmup: float, seconds: float,
@@ -139,10 +177,11 @@ async def load(host: str, port: int, agents: int, interval: float, warmup: float
 
 RUNS = 1
 IDLE = 0.0
+TRANSPORT = "stream"
 
 
 def main() -> int:
-    global RUNS, IDLE
+    global RUNS, IDLE, TRANSPORT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=50)
     ap.add_argument("--interval", type=float, default=1.0)
@@ -158,8 +197,10 @@ def main() -> int:
                          "process polls /proc every 0.5 s)")
     ap.add_argument("--profile", metavar="FILE", help="py-spy record fogd during the warm-up and measurements (collapsed stacks, per thread; idle frames included)")
     ap.add_argument("--pin", action="store_true", help="fogd on CPU 0, this load generator on CPU 1")
+    ap.add_argument("--transport", choices=("stream", "post"), default="stream",
+                    help="how the simulated agents send (node_agent's FOGD_TRANSPORT; default stream)")
     args = ap.parse_args()
-    RUNS, IDLE = args.runs, args.idle
+    RUNS, IDLE, TRANSPORT = args.runs, args.idle, args.transport
     with tempfile.TemporaryDirectory() as tmp:
         if args.pin:
             os.sched_setaffinity(0, {1})

@@ -25,6 +25,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): OPEN,
     ("GET", "/openapi.json"): OPEN,
     ("POST", "/ingest"): frozenset({"operator", "agent"}),
+    ("GET", "/ingest"): frozenset({"operator", "agent"}),  # the agents' WebSocket stream
     ("POST", "/create"): frozenset({"operator"}),
     ("POST", "/cleanup"): frozenset({"operator"}),
     ("POST", "/fleet"): frozenset({"operator"}),

@@ -72,6 +72,14 @@ class TooLarge(FogdError):
     kind = "too_large"
 
 
+class UpgradeRequired(FogdError):
+    """A plain request to a WebSocket-only route (426)."""
+
+    status = 426
+    kind = "upgrade_required"
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
+
+
 class Unavailable(FogdError):
     """fogd cannot do it right now (store failure, shutting down); retry later (503)."""
 

@@ -26,6 +26,9 @@ class Metrics:
             "fogd_ingest_latency_seconds", "Time from reading an /ingest body to its commit.",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=r)
+        self.ingest_streams = Gauge(
+            "fogd_ingest_streams", "Open WebSocket ingest streams (GET /ingest), one per connected agent.",
+            registry=r)
         self.commit_rows = Histogram(
             "fogd_store_commit_rows", "Readings per group commit.",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000), registry=r)
@@ -69,6 +72,8 @@ class Metrics:
         if child is None:
             child = self._request_children[key] = self.http_requests.labels(route, method, str(status))
         child.inc()
+        if status == 101:
+            return  # a WebSocket's lifetime is not a request's latency
         hist = self._latency_children.get(route)
         if hist is None:
             hist = self._latency_children[route] = self.http_latency.labels(route)

@@ -37,6 +37,8 @@ TIME = {"description": "ISO-8601 or epoch milliseconds"}
 #: (method, path, summary, request body type or None, parameters)
 OPERATIONS: list[tuple[str, str, str, Any, list[dict[str, Any]]]] = [
     ("post", "/ingest", "Store one reading or a batch", Reading | list[Reading], []),
+    ("get", "/ingest", "WebSocket stream of ingest bodies, one JSON reply each (node agents; 426 without "
+     "Upgrade: websocket)", None, []),
     ("post", "/create", "Start fog and cloud nodes", CreateRequest, []),
     ("post", "/cleanup", "Remove this fogd's nodes", CleanupRequest, []),
     ("get", "/fleet", "The declared fleet, its plan and last reconciliation", None, []),

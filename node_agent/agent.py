@@ -3,9 +3,16 @@
 Configured by environment (see :class:`AgentConfig`). Readings wait in a bounded
 in-memory buffer; when it overflows, or at shutdown, they are spooled to disk if
 ``FOGD_SPOOL_DIR`` is set (otherwise the oldest are dropped and counted). The sender
-posts batches oldest-first; when fogd is unreachable or answers 429/5xx it retries with
-exponential backoff and full jitter. fogd de-duplicates on (node, seq), so a batch sent
-twice (its reply lost) is harmless. SIGTERM stops production and flushes what it can.
+delivers batches oldest-first and drops a batch from the buffer only once fogd has
+replied that it is committed; when fogd is unreachable or answers 429/5xx it retries
+with exponential backoff and full jitter. fogd de-duplicates on (node, seq), so a batch
+sent twice (its reply lost) is harmless. SIGTERM stops production and flushes what it can.
+
+Transport (``FOGD_TRANSPORT``): ``stream`` (the default) keeps one WebSocket open to
+``GET /ingest`` and sends each batch as a message, fogd replying to each once it is
+committed: half of fogd's CPU per reading is HTTP's per-request work, which a stream
+pays once. When fogd (or a proxy before it) does not upgrade, the agent posts instead
+and tries the stream again every ``STREAM_RETRY_S``. ``post`` always posts.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from node_agent.telemetry import Telemetry
 log = logging.getLogger("node_agent")
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
+STREAM_RETRY_S = 600.0  # after fogd refused the upgrade, post this long before trying again
 
 
 class ConfigError(ValueError):
@@ -50,6 +58,7 @@ class AgentConfig:
     flush_timeout: float = 5.0
     seed: int | None = None
     ca_file: str = ""
+    transport: str = "stream"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "AgentConfig":
@@ -78,7 +87,10 @@ class AgentConfig:
             flush_timeout=float(get("FOGD_FLUSH_TIMEOUT", float, 5.0)),  # type: ignore[arg-type]
             seed=get("FOGD_SEED", int, None),  # type: ignore[arg-type]
             ca_file=str(get("FOGD_CA_FILE", str, "")),
+            transport=str(get("FOGD_TRANSPORT", str, "stream")),
         )
+        if cfg.transport not in ("stream", "post"):
+            raise ConfigError(f"FOGD_TRANSPORT={cfg.transport!r}: expected stream or post")
         if cfg.role not in ("fog", "cloud"):
             raise ConfigError(f"FOGD_ROLE={cfg.role!r}: expected fog or cloud")
         if cfg.interval <= 0 or cfg.buffer_max < 1 or cfg.batch_max < 1:
@@ -119,6 +131,8 @@ class Agent:
         self.rejected = 0
         self.delivered = 0
         self._wake = asyncio.Event()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._post_until = float("inf") if cfg.transport == "post" else 0.0
 
     # ------------------------------------------------------------------ production
     def next_seq(self) -> int:
@@ -168,26 +182,71 @@ class Agent:
         n = min(len(self.buffer), self.cfg.batch_max)
         return [self.buffer[i] for i in range(n)], None
 
-    async def _post(self, session: aiohttp.ClientSession, batch: list[dict]) -> str:
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.cfg.token}"} if self.cfg.token else {}
+
+    async def _deliver(self, session: aiohttp.ClientSession, batch: list[dict]) -> str:
         """``ok``, ``reject`` (fogd will never take it) or ``retry``."""
-        headers = {"Content-Type": "application/json"}
-        if self.cfg.token:
-            headers["Authorization"] = f"Bearer {self.cfg.token}"
+        if time.monotonic() < self._post_until:
+            return await self._post(session, batch)
+        return await self._stream(session, batch)
+
+    async def _post(self, session: aiohttp.ClientSession, batch: list[dict]) -> str:
+        headers = {"Content-Type": "application/json", **self._headers()}
         try:
             async with session.post(self.cfg.fogd_url + "/ingest", data=_encode(batch), headers=headers) as resp:
-                body = await resp.read()
-                if resp.status < 300:
-                    return "ok"
-                if resp.status in (408, 429) or resp.status >= 500:
-                    return "retry"
-                if resp.status in (401, 403):  # a token problem: keep the readings, an operator can fix it
-                    log.error("fogd refused the token (%d): %s; keeping readings and retrying", resp.status, body[:300])
-                    return "retry"
-                log.error("fogd rejected %d readings with %d: %s", len(batch), resp.status, body[:300])
-                return "reject"
+                return self._outcome(resp.status, await resp.read(), len(batch))
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             log.debug("post failed: %r", exc)
             return "retry"
+
+    async def _stream(self, session: aiohttp.ClientSession, batch: list[dict]) -> str:
+        """Send ``batch`` as one message on the stream (connecting it first if need be)
+        and wait for fogd's reply."""
+        try:
+            if self._ws is None or self._ws.closed:
+                self._ws = await session.ws_connect(self.cfg.fogd_url + "/ingest", headers=self._headers(),
+                                                    max_msg_size=0)
+            await self._ws.send_bytes(_encode(batch))
+            msg = await self._ws.receive(timeout=10.0)
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status in (401, 403):
+                return self._outcome(exc.status, exc.message.encode(), len(batch))
+            if exc.status < 500 and exc.status != 429:  # no stream here (an older fogd, a proxy): post
+                log.warning("fogd did not open a stream at %s/ingest (%d); posting instead", self.cfg.fogd_url,
+                            exc.status)
+                self._post_until = time.monotonic() + STREAM_RETRY_S
+                return await self._post(session, batch)
+            return "retry"
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            log.debug("stream failed: %r", exc)
+            await self._close_stream()
+            return "retry"
+        if msg.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+            code = self._ws.close_code
+            await self._close_stream()
+            if code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:  # let POST say what the limit is
+                return await self._post(session, batch)
+            log.debug("stream closed by fogd (%s)", code)
+            return "retry"
+        reply = _decode(msg.data)
+        return self._outcome(int(reply.get("status", 500)), msg.data, len(batch))
+
+    async def _close_stream(self) -> None:
+        if self._ws is not None:
+            ws, self._ws = self._ws, None
+            await ws.close()
+
+    def _outcome(self, status: int, body: bytes, n: int) -> str:
+        if status < 300:
+            return "ok"
+        if status in (408, 429) or status >= 500:
+            return "retry"
+        if status in (401, 403):  # a token problem: keep the readings, an operator can fix it
+            log.error("fogd refused the token (%d): %s; keeping readings and retrying", status, body[:300])
+            return "retry"
+        log.error("fogd rejected %d readings with %d: %s", n, status, body[:300])
+        return "reject"
 
     async def send_loop(self, session: aiohttp.ClientSession, stop: asyncio.Event, deadline: list[float]) -> None:
         failures = 0
@@ -201,7 +260,7 @@ class Agent:
                 continue
             if stop.is_set() and time.monotonic() > deadline[0]:
                 return
-            outcome = await self._post(session, batch)
+            outcome = await self._deliver(session, batch)
             if outcome == "retry":
                 failures += 1
                 if failures == 1:
@@ -241,6 +300,7 @@ class Agent:
             deadline[0] = time.monotonic() + self.cfg.flush_timeout
             self._wake.set()
             await sender
+            await self._close_stream()
         left = list(self.buffer)
         if left and self.spool is not None:
             for i in range(0, len(left), self.cfg.batch_max):

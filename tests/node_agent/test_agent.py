@@ -9,8 +9,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from fogd.context import FOGD
 from fogd.daemon import create_app
 from fogd.plugins.host import build_plugin_host
 from node_agent.telemetry import Telemetry
@@ -99,3 +102,59 @@ def test_telemetry_is_smooth_with_anomalies_at_the_configured_rate():
                 or b["power"] > 1.6 * a["power"])
     assert 20 < jumps < 250
     assert set(readings[0]["extra"]) == {"cpu_load", "mem_used_mb", "uptime_s"}
+
+
+def requests_to_ingest(app):
+    """(route, method, status) -> count for /ingest, from fogd's own request counter."""
+    metrics = app[FOGD].metrics
+    return {(s.labels["method"], s.labels["status"]): s.value
+            for family in metrics.http_requests.collect() for s in family.samples
+            if s.name.endswith("_total") and s.labels["route"] == "/ingest"}
+
+
+@pytest.mark.parametrize("transport", ["stream", "post"])
+async def test_the_agent_streams_by_default_and_posts_when_told(make_config, transport):
+    port = free_port()
+    config = make_config(analysis={"interval": 0})
+    app = create_app(config, build_plugin_host(entrypoints=False))
+    server = TestServer(app, port=port)
+    await server.start_server()
+    try:
+        env = {"FOGD_URL": f"http://127.0.0.1:{port}", "FOGD_NODE": "fog-3", "FOGD_INTERVAL": "0.05",
+               "FOGD_SEED": "2", **({"FOGD_TRANSPORT": "post"} if transport == "post" else {})}
+        code, out = await asyncio.to_thread(run_agent, env, 1.0)
+        assert code == 0, out
+        delivered = int(out.rsplit("stopped: ", 1)[1].split(" delivered")[0])
+        assert delivered >= 10 and sqlite_count(config.store.resolved_path()) == delivered
+        counts = requests_to_ingest(app)
+        if transport == "stream":
+            assert counts == {("GET", "101"): 1.0}, counts  # one connection for every reading
+        else:
+            assert counts.get(("GET", "101")) is None and counts[("POST", "201")] >= 10, counts
+    finally:
+        await server.close()
+
+
+async def test_the_agent_posts_to_a_fogd_that_does_not_stream():
+    """An older fogd (or a proxy that drops upgrades) answers GET /ingest with 405: the
+    agent says so once and posts every batch instead, losing none."""
+    got: list[dict] = []
+
+    async def old_ingest(request):
+        got.extend(json.loads(await request.read()))
+        return web.json_response({"ok": True}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/ingest", old_ingest)
+    port = free_port()
+    server = TestServer(app, port=port)
+    await server.start_server()
+    try:
+        env = {"FOGD_URL": f"http://127.0.0.1:{port}", "FOGD_NODE": "fog-4", "FOGD_INTERVAL": "0.05"}
+        code, out = await asyncio.to_thread(run_agent, env, 1.0)
+    finally:
+        await server.close()
+    assert code == 0, out
+    assert out.count("did not open a stream") == 1 and "(405); posting instead" in out
+    delivered = int(out.rsplit("stopped: ", 1)[1].split(" delivered")[0])
+    assert delivered >= 10 and len(got) == delivered and len({r["seq"] for r in got}) == delivered

@@ -1,0 +1,90 @@
+"""GET /ingest as a WebSocket (how node agents send) against a real aiohttp server and
+a real SQLite file: replies per message after commit, errors that keep the stream open,
+tokens checked per message, streams closed at shutdown."""
+
+import aiohttp
+import msgspec
+import pytest
+
+from fogd.auth import digest, new_token
+from fogd.context import FOGD
+from tests.helpers import assert_error, stored_rows
+
+
+async def exchange(ws, body):
+    await ws.send_bytes(body if isinstance(body, bytes) else msgspec.json.encode(body))
+    msg = await ws.receive(timeout=10)
+    assert msg.type == aiohttp.WSMsgType.BINARY, msg
+    return msgspec.json.decode(msg.data)
+
+
+async def test_each_message_is_stored_and_answered_once_committed(client):
+    ws = await client.ws_connect("/ingest")
+    assert client.app[FOGD].metrics.ingest_streams._value.get() == 1
+    reading = {"node": "fog-1", "seq": 1, "temperature": 21.0, "humidity": 40.0, "source": "agent"}
+    assert await exchange(ws, reading) == {"status": 201, "received": 1, "stored": 1, "duplicates": 0}
+    batch = [reading, {**reading, "seq": 2}, {**reading, "seq": 3}]
+    assert await exchange(ws, batch) == {"status": 201, "received": 3, "stored": 2, "duplicates": 1}
+    assert await exchange(ws, [reading]) == {"status": 200, "received": 1, "stored": 0, "duplicates": 1}
+    await ws.send_str(msgspec.json.encode({**reading, "seq": 4}).decode())  # text frames too
+    assert msgspec.json.decode((await ws.receive(timeout=10)).data)["stored"] == 1
+    assert stored_rows(client, "SELECT seq FROM readings ORDER BY seq") == [(1,), (2,), (3,), (4,)]
+    await ws.close()
+
+
+async def test_a_bad_message_gets_the_post_error_and_the_stream_goes_on(client):
+    ws = await client.ws_connect("/ingest")
+    reply = await exchange(ws, [{"node": "fog-1", "temperature": 20.0}, {"node": "fog-1", "temperature": "hot"}])
+    assert reply["status"] == 422 and reply["error"] == "validation" and reply["field"] == "$[1].temperature"
+    assert reply["index"] == 1 and "Expected" in reply["detail"]
+    reply = await exchange(ws, b"{not json")
+    assert (reply["status"], reply["error"]) == (400, "malformed")
+    reply = await exchange(ws, [])
+    assert (reply["status"], reply["field"]) == (422, "$")
+    assert stored_rows(client) == [(0,)]  # nothing of the rejected batch
+    assert (await exchange(ws, {"node": "fog-1", "power": 5.0}))["status"] == 201
+    assert stored_rows(client) == [(1,)]
+    await ws.close()
+
+
+async def test_a_message_over_the_body_limit_closes_the_stream_with_1009(make_client, make_config):
+    client = await make_client(make_config(server={"max_body_bytes": 2048}))
+    ws = await client.ws_connect("/ingest")
+    await ws.send_bytes(msgspec.json.encode([{"node": "fog-1", "power": float(i)} for i in range(200)]))
+    msg = await ws.receive(timeout=10)
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    assert stored_rows(client) == [(0,)]
+
+
+async def test_a_plain_get_is_told_to_upgrade_or_post(client):
+    body = await assert_error(await client.get("/ingest"), 426, "upgrade_required")
+    assert "POST" in body["detail"] and "Upgrade: websocket" in body["detail"]
+
+
+async def test_tokens_are_checked_at_connect_and_for_every_message(make_client, make_config):
+    client = await make_client(make_config(auth={"enabled": True}, analysis={"interval": 0}))
+    store = client.app[FOGD].store
+    token = new_token()
+    await store.save_token("agent-fog-1", "agent", "fog-1", digest(token), 0)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/ingest")
+    assert refused.value.status == 401
+    ws = await client.ws_connect("/ingest", headers={"Authorization": f"Bearer {token}"})
+    assert (await exchange(ws, {"node": "fog-1", "power": 1.0}))["status"] == 201
+    reply = await exchange(ws, {"node": "fog-2", "power": 1.0})
+    assert (reply["status"], reply["error"], reply["field"]) == (403, "forbidden", "$[0].node")
+    await store.revoke_token("agent-fog-1", 1)
+    client.app[FOGD].tokens.forget()
+    reply = await exchange(ws, {"node": "fog-1", "power": 2.0})
+    assert (reply["status"], reply["error"]) == (401, "unauthorized")
+    assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.CLOSE
+    assert stored_rows(client, "SELECT power FROM readings") == [(1.0,)]
+
+
+async def test_shutdown_closes_open_streams_with_going_away(make_client):
+    client = await make_client()
+    ws = await client.ws_connect("/ingest")
+    assert (await exchange(ws, {"node": "fog-1", "power": 1.0}))["status"] == 201
+    await client.server.close()
+    msg = await ws.receive(timeout=10)
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.GOING_AWAY

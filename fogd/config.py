@@ -79,10 +79,13 @@ class IngestConfig(_Section):
     max_batch: int = 100_000
     commit_max_rows: int = 20_000
     max_queue_rows: int = 200_000
+    commit_delay_ms: float = 20.0
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.commit_max_rows < 1:
             raise ValueError("max_batch and commit_max_rows must be at least 1")
+        if not 0 <= self.commit_delay_ms <= 1000:
+            raise ValueError("commit_delay_ms must be within 0..1000")
 
 
 class Band(_Section):

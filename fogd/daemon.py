@@ -58,7 +58,8 @@ def create_app(config: Config, plugins: PluginHost | None = None) -> web.Applica
             live.update(groups, flags)
             metrics.commit_rows.observe(sum(map(len, groups)))
 
-        writer = GroupCommitWriter(store, config.ingest.commit_max_rows, committed)
+        writer = GroupCommitWriter(store, config.ingest.commit_max_rows, committed,
+                                   config.ingest.commit_delay_ms / 1000)
         writer.start()
         nodes = NodeManager(config, store, live, plugins.registries["provisioners"])
         fleet = Fleet(config, store, nodes, live,

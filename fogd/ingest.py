@@ -35,8 +35,9 @@ class Ingestor:
         # Only third-party normalizers can hand back values of the wrong type.
         self._check_output = any(i.plugin_name != "default_normalize" for i in normalizers)
 
-    async def ingest(self, readings: list[Reading]) -> list[bool]:
+    async def ingest(self, readings: list[Reading], linger: bool = False) -> list[bool]:
         """Normalize and store ``readings`` (already decoded); returns stored flags.
+        ``linger``: the commit may wait for company (streamed readings; see the writer).
 
         Raises :class:`Invalid` naming the index of a reading without any metric;
         nothing of the batch is stored then.
@@ -67,7 +68,7 @@ class Ingestor:
              r.source, _encode(r.extra).decode() if r.extra else None)
             for r in readings
         ]
-        flags = await self._writer.submit(rows)
+        flags = await self._writer.submit(rows, linger)
         stored = sum(flags)
         if stored:
             self._metrics.readings_stored.inc(stored)

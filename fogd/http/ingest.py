@@ -75,7 +75,7 @@ async def stream_ingest(request: web.Request) -> web.WebSocketResponse:
                 if principal is not None and await fogd.tokens.lookup(token) is None:
                     raise Unauthorized("unknown or revoked token")
                 readings, _ = decode(fogd, msg.data, principal)
-                stored = sum(await store(fogd, readings))
+                stored = sum(await store(fogd, readings, linger=True))
                 reply: dict[str, Any] = {"status": 201 if stored else 200, **counts(len(readings), stored)}
             except FogdError as exc:
                 reply = {"status": exc.status, **exc.body()}
@@ -127,12 +127,13 @@ def decode(fogd: Fogd, body: bytes | str, principal: Principal | None) -> tuple[
     return readings, single
 
 
-async def store(fogd: Fogd, readings: list[Reading]) -> list[bool]:
-    """Hand decoded readings to the ingest pipeline; their stored flags once committed."""
+async def store(fogd: Fogd, readings: list[Reading], linger: bool = False) -> list[bool]:
+    """Hand decoded readings to the ingest pipeline; their stored flags once committed
+    (``linger``: streamed, the commit may wait ``ingest.commit_delay_ms`` for company)."""
     metrics = fogd.metrics
     start = time.perf_counter()
     try:
-        flags = await fogd.ingestor.ingest(readings)
+        flags = await fogd.ingestor.ingest(readings, linger)
     except Invalid:
         metrics.ingest_rejected.labels("validation").inc()
         raise

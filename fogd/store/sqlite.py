@@ -42,7 +42,7 @@ CHECKPOINT_MAX_INTERVAL = 5.0
 INSERT_CHUNK = 1000
 #: Group commits up to this many rows run on the event loop's own thread (see
 #: :meth:`Store.insert_readings_now`); bigger ones go to the writer connection's thread.
-SYNC_COMMIT_ROWS = 4
+SYNC_COMMIT_ROWS = 16
 #: Roll-up steps of up to this many readings also run on the event loop's thread.
 SYNC_ROLLUP_ROWS = 1000
 #: Analysis windows of up to this many readings are read on the event loop's thread.

@@ -11,10 +11,13 @@ async def test_unknown_route_is_json_404(client):
 
 
 async def test_wrong_method_is_json_405_with_allowed_methods(client):
-    resp = await client.put("/ingest")
+    resp = await client.put("/fleet/scale")
     body = await assert_error(resp, 405, "method_not_allowed")
     assert body["allowed"] == ["POST"]
     assert resp.headers["Allow"] == "POST"
+    resp = await client.put("/ingest")  # POST, or GET to open an agent's stream
+    body = await assert_error(resp, 405, "method_not_allowed")
+    assert body["allowed"] == ["GET", "HEAD", "POST"]
 
 
 async def test_every_route_in_the_router_answers_errors_as_json(client):

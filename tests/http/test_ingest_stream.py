@@ -2,6 +2,8 @@
 a real SQLite file: replies per message after commit, errors that keep the stream open,
 tokens checked per message, streams closed at shutdown."""
 
+import asyncio
+
 import aiohttp
 import msgspec
 import pytest
@@ -88,3 +90,21 @@ async def test_shutdown_closes_open_streams_with_going_away(make_client):
     await client.server.close()
     msg = await ws.receive(timeout=10)
     assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.GOING_AWAY
+
+
+async def test_streamed_readings_wait_for_company_and_a_post_ends_the_wait(make_client, make_config):
+    client = await make_client(make_config(ingest={"commit_delay_ms": 1000}, analysis={"interval": 0}))
+    writer = client.app[FOGD].writer
+    a, b, c = [await client.ws_connect("/ingest") for _ in range(3)]
+    assert (await exchange(a, {"node": "a", "power": 1.0}))["stored"] == 1  # an idle writer commits at once
+    commits = writer.commits
+    for ws, node in ((b, "b"), (c, "c")):
+        await ws.send_bytes(msgspec.json.encode({"node": node, "power": 2.0}))
+    replies = asyncio.gather(b.receive(timeout=10), c.receive(timeout=10))
+    await asyncio.sleep(0.2)  # well inside the 1 s delay: b and c wait for company, unanswered
+    assert not replies.done() and stored_rows(client) == [(1,)]
+    resp = await client.post("/ingest", json={"node": "d", "power": 3.0})  # a POST never waits
+    assert resp.status == 201
+    assert [msgspec.json.decode(m.data)["stored"] for m in await replies] == [1, 1]
+    assert writer.commits == commits + 1  # b, c and d shared one commit
+    assert stored_rows(client) == [(4,)]

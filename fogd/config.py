@@ -37,6 +37,7 @@ class ServerConfig(_Section):
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     def __post_init__(self) -> None:
         _parse_listen(self.listen)

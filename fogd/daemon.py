@@ -174,6 +174,20 @@ def check_listen(config: Config) -> None:
             "turn auth.enabled on, or set server.allow_remote = true if you really mean it")
 
 
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """uvloop's loop for ``auto`` when it is installed (and for ``uvloop``), else asyncio's."""
+    if kind != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise ConfigError("server.event_loop = \"uvloop\" but uvloop is not installed "
+                                  "(pip install uvloop), or set it to \"auto\"") from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def serve(config: Config) -> None:
     """Run fogd until SIGINT or SIGTERM; in-flight readings are committed before exit."""
     check_listen(config)
@@ -185,6 +199,8 @@ def serve(config: Config) -> None:
             ssl_context.load_cert_chain(config.server.tls_cert, config.server.tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"server.tls_cert/tls_key: cannot load {config.server.tls_cert}: {exc}") from None
-    log.info("serving on %s://%s", config.server.scheme, config.server.listen)
-    web.run_app(app, host=config.server.host, port=config.server.port, print=None, ssl_context=ssl_context,
+    loop = new_event_loop(config.server.event_loop)
+    log.info("serving on %s://%s (%s event loop)", config.server.scheme, config.server.listen,
+             type(loop).__module__.split(".")[0])
+    web.run_app(app, loop=loop, host=config.server.host, port=config.server.port, print=None, ssl_context=ssl_context,
                 access_log=logging.getLogger("fogd.access") if config.server.access_log else None)

@@ -45,6 +45,7 @@ def test_defaults_listen_on_loopback_and_keep_data_in_a_data_dir(monkeypatch, tm
     ('[store]\nsynchronous = "sometimes"', "store.synchronous: Invalid enum value 'sometimes'"),
     ('[alerts.humidity]\nwarning_high = "x"', "alerts.humidity.warning_high: Expected `float | null`, got `str`"),
     ('[server]\nlisten = "8000"', "server: listen must be HOST:PORT"),
+    ('[server]\nevent_loop = "trio"', "server.event_loop: Invalid enum value 'trio'"),
     ("zap = 1", "zap: unknown field"),
     ("[server\n", "not valid TOML"),
 ])
@@ -101,3 +102,19 @@ def test_plugin_sections_are_free_form(tmp_path):
     path = tmp_path / "fogd.toml"
     path.write_text('[plugin.adaptive]\nwindow = 50\nmode = "mad"\n')
     assert load_config(path, env={}).plugin == {"adaptive": {"window": 50, "mode": "mad"}}
+
+
+def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for():
+    import asyncio
+
+    import uvloop  # a dependency wherever fogd's tests run (Linux)
+
+    from fogd.daemon import new_event_loop
+
+    for kind, expected in (("auto", uvloop.Loop), ("uvloop", uvloop.Loop),
+                           ("asyncio", asyncio.SelectorEventLoop)):
+        loop = new_event_loop(kind)
+        try:
+            assert type(loop) is expected, kind
+        finally:
+            loop.close()

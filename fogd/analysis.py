@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import logging
 import math
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Protocol, runtime_checkable
@@ -53,7 +54,11 @@ class Window:
     comfortIndex: list[float | None] = field(default_factory=list)
 
     def series(self, metric: str) -> tuple[list[int], list[float]]:
-        """The readings of one metric that have a value: ``(timestamps, values)``."""
+        """The readings of one metric that have a value: ``(timestamps, values)``
+        (the window's own lists when every reading has it: do not modify them)."""
+        values = getattr(self, metric)
+        if None not in values:
+            return self.ts, values
         pairs = [(t, v) for t, v in zip(self.ts, getattr(self, metric)) if v is not None]
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
@@ -73,10 +78,13 @@ class Rule(Protocol):
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (sums in C: a pass runs this for every node)."""
     n = len(values)
     mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return mean, math.sqrt(var)
+    if n < 2:
+        return mean, 0.0
+    d = [v - mean for v in values]
+    return mean, math.sqrt(sum(map(operator.mul, d, d)) / (n - 1))
 
 
 def worst(findings: list[Finding]) -> Finding:

@@ -14,6 +14,8 @@ naming every check that fired, with its numbers:
 
 from __future__ import annotations
 
+import bisect
+import operator
 from typing import Any
 
 from fogd.analysis import SEVERITY_RANK, Finding, Window, mean_std
@@ -48,7 +50,7 @@ class MetricAnomaly:
                 break
 
         limit = getattr(a, f"{self.metric}_rate")
-        ref = next((i for i, t in enumerate(ts) if t >= ts[-1] - 60_000), len(ts) - 1)
+        ref = min(bisect.bisect_left(ts, ts[-1] - 60_000), len(ts) - 1)  # the first reading of the last minute
         dt = ts[-1] - ts[ref]
         if dt >= 5_000:
             rate = (latest - values[ref]) / dt * 60_000
@@ -89,13 +91,17 @@ class MetricAnomaly:
 
 
 def _trend(ts: list[int], values: list[float]) -> tuple[float, float]:
-    """Least-squares slope (per minute) and R² of ``values`` over ``ts``."""
+    """Least-squares slope (per minute) and R² of ``values`` over ``ts`` (centred sums,
+    added up in C: every pass runs this for every node and metric)."""
     n = len(values)
-    xs = [(t - ts[0]) / 60_000 for t in ts]
-    mx, my = sum(xs) / n, sum(values) / n
-    sxx = sum((x - mx) ** 2 for x in xs)
-    syy = sum((y - my) ** 2 for y in values)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, values))
+    t0 = ts[0]
+    mx = (sum(ts) / n - t0) / 60_000
+    my = sum(values) / n
+    dx = [(t - t0) / 60_000 - mx for t in ts]
+    dy = [y - my for y in values]
+    sxx = sum(map(operator.mul, dx, dx))
+    syy = sum(map(operator.mul, dy, dy))
+    sxy = sum(map(operator.mul, dx, dy))
     if sxx == 0 or syy == 0:
         return 0.0, 0.0
     return sxy / sxx, (sxy * sxy) / (sxx * syy)

@@ -25,6 +25,7 @@ import msgspec
 
 from fogd.errors import FogdError, Unavailable
 from fogd.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from fogd.store.recent import RecentReadings
 
 log = logging.getLogger("fogd.store")
 
@@ -64,6 +65,9 @@ ROLLUP_SQL = (
     "n_comfort = n_comfort + excluded.n_comfort, s_comfort = s_comfort + excluded.s_comfort")
 WINDOW_SQL = ("SELECT ts, temperature, humidity, power, comfort FROM readings "
               "WHERE node_id = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?")
+#: Has a node readings after a window's end (an agent clock running ahead)? Then its
+#: window is not held in memory: the held rows must be the node's newest.
+LATER_SQL = "SELECT 1 FROM readings WHERE node_id = ? AND ts > ? LIMIT 1"
 ALERT_COLUMNS = ("id, node_id, rule, severity, state, message, evidence, opened_ms, updated_ms, cleared_ms, "
                  "acked_ms, findings, normal_streak")
 LATEST_SQL = (f"SELECT n.id, {_SELECT} FROM nodes n JOIN readings r ON r.id = "
@@ -151,6 +155,7 @@ class Store:
         self._ckpt = checkpointer
         # A plain read-only connection used only from the event loop's thread (window()).
         self._wr = window_reader
+        self.recent = RecentReadings()  # analysis windows from memory (fogd/store/recent.py)
         self._ckpt_task: asyncio.Task[None] | None = None
         self._ckpt_last = 0.0
         self._ckpt_rows = 0
@@ -289,6 +294,7 @@ class Store:
                             "(SELECT id FROM readings WHERE node_id = ? LIMIT 5000)", (node.id,))
                     except sqlite3.Error as exc:
                         raise StoreFailed(f"could not delete readings of {node.name!r}: {exc}") from exc
+                self.recent.forget(node.id)
                 if cur.rowcount < 5000:
                     break
             async with self._write_lock:
@@ -305,6 +311,7 @@ class Store:
                     raise StoreFailed(f"could not delete node {node.name!r}: {exc}") from exc
             del self.nodes[node.name]
             del self.nodes_by_id[node.id]
+            self.recent.forget(node.id)
 
     async def insert_readings(self, groups: list[list[ReadingRow]]) -> list[list[bool]]:
         """Insert several requests' rows atomically; return stored flags per row.
@@ -331,7 +338,9 @@ class Store:
                 if self._w.in_transaction:
                     await self._safe_rollback()
                 raise StoreFailed(f"could not store readings: {exc}") from exc
-        return _stored_flags(groups, inserted)
+            flags = _stored_flags(groups, inserted)
+            self._feed_recent(groups, flags)  # still under the lock: see RecentReadings
+        return flags
 
     def insert_readings_now(self, groups: list[list[ReadingRow]]) -> list[list[bool]] | None:
         """:meth:`insert_readings` for a small group commit, run right here on the event
@@ -353,7 +362,13 @@ class Store:
             inserted = set(conn.execute(_insert_sql(len(rows)), [v for row in rows for v in row]).fetchall())
         except sqlite3.Error as exc:
             raise StoreFailed(f"could not store readings: {exc}") from exc
-        return _stored_flags(groups, inserted)
+        flags = _stored_flags(groups, inserted)
+        self._feed_recent(groups, flags)
+        return flags
+
+    def _feed_recent(self, groups: list[list[ReadingRow]], flags: list[list[bool]]) -> None:
+        if len(self.recent):
+            self.recent.feed(row for group, fl in zip(groups, flags) for row, ok in zip(group, fl) if ok)
 
     # ------------------------------------------------------------------ analysis
     async def window(self, node_id: int, since_ms: int, until_ms: int, limit: int) -> list[tuple]:
@@ -363,11 +378,21 @@ class Store:
         An analysis window (up to SYNC_WINDOW_ROWS) is read right here on the event
         loop's thread, after yielding once so a pass over many nodes never holds the loop
         for more than one node: a pass made one trip to the reader thread per node, ~20 %
-        of its CPU. Long reads (backtests) still go to the reader thread.
+        of its CPU. Long reads (backtests) still go to the reader thread. Once read, a
+        node's window is held in memory and kept up to date (``self.recent``).
         """
         if self._wr is not None and limit <= SYNC_WINDOW_ROWS:
             await asyncio.sleep(0)
+            held = self.recent.window(node_id, since_ms, until_ms, limit)
+            if held is not None:
+                return held
             rows = self._wr.execute(WINDOW_SQL, (node_id, since_ms, until_ms, limit)).fetchall()
+            rows.reverse()
+            if not self._write_lock.locked() and node_id in self.nodes_by_id \
+                    and not self.recent.holds(node_id, limit) \
+                    and not self._wr.execute(LATER_SQL, (node_id, until_ms)).fetchone():
+                self.recent.seed(node_id, rows, limit)
+            return rows
         else:
             rows = await self._r.execute_fetchall(WINDOW_SQL, (node_id, since_ms, until_ms, limit))
         return list(reversed(rows))
@@ -422,6 +447,8 @@ class Store:
                             "AND id <= (SELECT value FROM meta WHERE key = 'rollup_upto') LIMIT ?)",
                             (node_id, raw_before_ms, max_rows))
                         deleted += cur.rowcount
+                        if cur.rowcount:
+                            self.recent.forget(node_id)
                     if rollup_before_ms is not None:
                         cur = await self._w.execute(
                             "DELETE FROM rollup_1m WHERE node_id = ? AND minute < ?",

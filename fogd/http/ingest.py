@@ -83,7 +83,10 @@ async def stream_ingest(request: web.Request) -> web.WebSocketResponse:
                 log.exception("unhandled error in an ingest stream message")
                 reply = {"status": 500, "error": "internal",
                          "detail": "fogd hit an unexpected error; it is in fogd's log"}
-            await ws.send_bytes(_encode(reply))
+            try:
+                await ws.send_bytes(_encode(reply))
+            except ConnectionResetError:
+                break  # the agent went away (stopped, killed): it sends again if it can
             if reply["status"] == 401:
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unknown or revoked token")
     finally:

@@ -108,3 +108,40 @@ async def test_streamed_readings_wait_for_company_and_a_post_ends_the_wait(make_
     assert [msgspec.json.decode(m.data)["stored"] for m in await replies] == [1, 1]
     assert writer.commits == commits + 1  # b, c and d shared one commit
     assert stored_rows(client) == [(4,)]
+
+
+async def test_an_agent_gone_before_its_reply_is_no_error(daemon, tmp_path):
+    """`fogd serve`: the reply to an agent killed while its readings wait for their commit
+    cannot be sent; fogd stores them all the same, ends the stream quietly and logs no
+    error (the agent would send them again, deduplicated)."""
+    import base64
+    import os
+
+    config = tmp_path / "fogd.toml"
+    config.write_text('[ingest]\ncommit_delay_ms = 400\n[nodes]\nprovisioner = "process"\n')
+    d = daemon(env={"FOGD_CONFIG": str(config)}).start()
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(d.url + "/ingest")
+        assert (await exchange(ws, {"node": "fog-1", "power": 1.0}))["status"] == 201  # commits at once
+        reader, writer = await asyncio.open_connection("127.0.0.1", d.port)
+        key = base64.b64encode(os.urandom(16))
+        writer.write(b"GET /ingest HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n\r\n")
+        assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+        payload = msgspec.json.encode({"node": "fog-1", "power": 2.0, "seq": 5})
+        mask = os.urandom(4)
+        writer.write(bytes([0x82, 0x80 | len(payload)]) + mask
+                     + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        await writer.drain()
+        await asyncio.sleep(0.15)  # fogd has it, waiting (400 ms) for company
+        writer.transport.abort()  # gone before the commit and its reply
+        await asyncio.sleep(0.6)
+        async with session.get(d.url + "/nodes/fog-1/data", params={"limit": "10"}) as resp:
+            history = (await resp.json())["history"]
+        assert sorted(r["power"] for r in history) == [1.0, 2.0]
+        async with session.get(d.url + "/metrics") as resp:
+            assert "fogd_ingest_streams 1.0" in await resp.text()  # the aborted stream ended
+        await ws.close()
+    assert d.stop() == 0
+    log = d.log.read_text()
+    assert "Traceback" not in log and " ERROR " not in log, log

@@ -80,7 +80,7 @@ class IngestConfig(_Section):
     max_batch: int = 100_000
     commit_max_rows: int = 20_000
     max_queue_rows: int = 200_000
-    commit_delay_ms: float = 20.0
+    commit_delay_ms: float = 100.0
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.commit_max_rows < 1:

@@ -53,6 +53,10 @@ async def stream_ingest(request: web.Request) -> web.WebSocketResponse:
     n, "stored": s, "duplicates": d}`` (200 when all were duplicates), or the error body
     ``POST`` would have sent plus its ``status``. The stream stays open after an error.
 
+    A message of one reading (an agent's live reading) may wait up to
+    ``ingest.commit_delay_ms`` to share its commit with other agents' readings; a batch
+    (an agent delivering its backlog, one batch after another) never waits.
+
     An agent token is checked again (against its cache) for every message, so a
     revoked token ends its streams as soon as it would fail a ``POST``.
     """
@@ -75,7 +79,7 @@ async def stream_ingest(request: web.Request) -> web.WebSocketResponse:
                 if principal is not None and await fogd.tokens.lookup(token) is None:
                     raise Unauthorized("unknown or revoked token")
                 readings, _ = decode(fogd, msg.data, principal)
-                stored = sum(await store(fogd, readings, linger=True))
+                stored = sum(await store(fogd, readings, linger=len(readings) == 1))  # a backlog never waits
                 reply: dict[str, Any] = {"status": 201 if stored else 200, **counts(len(readings), stored)}
             except FogdError as exc:
                 reply = {"status": exc.status, **exc.body()}

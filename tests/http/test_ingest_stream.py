@@ -145,3 +145,17 @@ async def test_an_agent_gone_before_its_reply_is_no_error(daemon, tmp_path):
     assert d.stop() == 0
     log = d.log.read_text()
     assert "Traceback" not in log and " ERROR " not in log, log
+
+
+async def test_a_streamed_batch_never_waits_for_company(make_client, make_config):
+    """An agent delivering its backlog sends batch after batch: they go at once."""
+    client = await make_client(make_config(ingest={"commit_delay_ms": 1000}, analysis={"interval": 0}))
+    a, b = await client.ws_connect("/ingest"), await client.ws_connect("/ingest")
+    assert (await exchange(a, {"node": "a", "power": 1.0}))["stored"] == 1  # an idle writer commits at once
+    await a.send_bytes(msgspec.json.encode({"node": "a", "power": 2.0}))  # a live reading: waits
+    single = asyncio.ensure_future(a.receive(timeout=10))
+    for i in range(3):  # three backlog batches, each answered before the live reading
+        reply = await exchange(b, [{"node": "b", "power": float(i), "seq": 2 * i},
+                                   {"node": "b", "power": float(i), "seq": 2 * i + 1}])
+        assert reply["stored"] == 2 and not single.done()
+    assert msgspec.json.decode((await single).data)["stored"] == 1

@@ -148,14 +148,21 @@ async def test_an_agent_gone_before_its_reply_is_no_error(daemon, tmp_path):
 
 
 async def test_a_streamed_batch_never_waits_for_company(make_client, make_config):
-    """An agent delivering its backlog sends batch after batch: they go at once."""
+    """An agent delivering its backlog sends batch after batch: none waits for the
+    (here 1 s) commit delay, and a waiting live reading shares the batch's commit."""
     client = await make_client(make_config(ingest={"commit_delay_ms": 1000}, analysis={"interval": 0}))
+    writer = client.app[FOGD].writer
     a, b = await client.ws_connect("/ingest"), await client.ws_connect("/ingest")
     assert (await exchange(a, {"node": "a", "power": 1.0}))["stored"] == 1  # an idle writer commits at once
     await a.send_bytes(msgspec.json.encode({"node": "a", "power": 2.0}))  # a live reading: waits
-    single = asyncio.ensure_future(a.receive(timeout=10))
-    for i in range(3):  # three backlog batches, each answered before the live reading
+    single = asyncio.ensure_future(a.receive(timeout=20))
+    await asyncio.sleep(0.1)
+    assert not single.done()
+    commits, started = writer.commits, asyncio.get_running_loop().time()
+    for i in range(3):
         reply = await exchange(b, [{"node": "b", "power": float(i), "seq": 2 * i},
                                    {"node": "b", "power": float(i), "seq": 2 * i + 1}])
-        assert reply["stored"] == 2 and not single.done()
+        assert reply["stored"] == 2
+    assert asyncio.get_running_loop().time() - started < 0.8  # not even one 1 s wait
     assert msgspec.json.decode((await single).data)["stored"] == 1
+    assert writer.commits == commits + 3  # the live reading rode along with the first batch

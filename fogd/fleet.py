@@ -263,11 +263,12 @@ class Fleet:
         log.info("fleet revision %d declared: %s", self.revision, _counts(spec))
 
     # ------------------------------------------------------------------ reconcile
-    def _node_spec(self, name: str, role: str, batch: int, image: str | None = None) -> Any:
+    def _node_spec(self, name: str, role: str, batch: int, image: str | None = None, position: int = 0) -> Any:
         spec = self.spec or FleetSpec()
         rs = spec.role(role)
         return self.nodes.spec(name, role, batch, image=image or spec.image_for(role, self.config.nodes.image),
-                               interval=rs.interval, anomaly_rate=rs.anomaly_rate, placement=rs.placement)
+                               interval=rs.interval, anomaly_rate=rs.anomaly_rate, placement=rs.placement,
+                               position=position)
 
     async def _reconcile(self, progress: Progress | None = None,
                          prepared: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
@@ -294,7 +295,7 @@ class Fleet:
                 if item["name"] in removals:
                     await progress({"action": "remove", "ok": True, **item})
         batch = len(replacements) + len(creations)
-        specs = [self._node_spec(n, r, batch) for n, r in replacements + creations]
+        specs = [self._node_spec(n, r, batch, position=i) for i, (n, r) in enumerate(replacements + creations)]
         for image in {spec.image for spec in specs} - set(prepared):
             await self.nodes.prepare(image)  # after a restart: network, CA config, the image's presence
         replaced = {n for n, _ in replacements}
@@ -361,7 +362,8 @@ class Fleet:
         """Replace ``group`` (new image, or ``images`` per node), then wait until each
         reports a reading taken after it ran; the names that stayed silent."""
         await self.nodes.retire([n for n, _ in group])
-        specs = [self._node_spec(n, r, len(group), image=images[n] if images else None) for n, r in group]
+        specs = [self._node_spec(n, r, len(group), image=images[n] if images else None, position=i)
+                 for i, (n, r) in enumerate(group)]
         results = {r["name"]: r for r in await self.nodes.launch(specs)}
         spec = self.spec or FleetSpec()
         interval = max(spec.role(r).interval or self.config.nodes.agent_interval for _, r in group)

@@ -4,11 +4,13 @@ import random
 import sys
 import time
 
-# Start jitter, before the heavy imports: when fogd starts 50 agents at once they do not
-# all compete for the CPU (and hit fogd) in the same instant.
-jitter = float(os.environ.get("FOGD_START_JITTER") or 0)
-if jitter > 0:
-    time.sleep(random.uniform(0, jitter))
+# Start delay and jitter, before the heavy imports: when fogd starts 50 agents at once
+# they do not compete with Docker starting the rest of them, nor with each other (and
+# hit fogd) in the same instant. fogd sets both (fogd/nodes.py, NodeManager.spec).
+delay = float(os.environ.get("FOGD_START_DELAY") or 0) \
+    + random.uniform(0, float(os.environ.get("FOGD_START_JITTER") or 0))
+if delay > 0:
+    time.sleep(delay)
 
 # Memory: an agent posting to an http:// URL needs no OpenSSL, but importing asyncio and
 # aiohttp loads it anyway (ssl, and hashlib's _hashlib for digests aiohttp never computes

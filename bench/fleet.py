@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark a declared fleet on a real Docker Swarm (or the Docker provisioner); prints the figures.
 
-    python3 bench/fleet.py [--fog 180] [--cloud 20] [--provisioner swarm|docker] [--watch 30] [--kills 3]
+    python3 bench/fleet.py [--fog 180] [--cloud 20] [--provisioner swarm|docker] [--watch 30] [--settle S] [--kills 3]
 
 Needs a swarm manager whose hosts carry the tier labels (FOGD_SWARM=1
 scripts/docker-engine.sh does this on one machine). Starts `fogd serve` (fresh SQLite
@@ -9,7 +9,7 @@ file, its own instance label, host networking), then measures:
 
 1. POST /fleet declaring the nodes: time until the reply (every node's service created
    and its task running) and until telemetry from every node is stored;
-2. fogd's CPU use while every agent posts one reading per second (share of one core,
+2. fogd's CPU use while every agent sends one reading per second (share of one core,
    from /proc/<pid>/stat over --watch seconds), and the agents' resident memory;
 3. reconciliation: a node's container is killed (`docker kill`) --kills times, one
    node at a time; the time until that node's next reading is stored.
@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--cloud", type=int, default=20)
     ap.add_argument("--provisioner", default="swarm", choices=["swarm", "docker"])
     ap.add_argument("--watch", type=float, default=30.0, help="seconds to measure fogd's CPU")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="then measure again after this many more seconds (300: analysis windows full)")
     ap.add_argument("--kills", type=int, default=3, help="nodes killed one after another")
     ap.add_argument("--analysis-interval", type=float, default=None,
                     help="analysis.interval (default: fogd's, 10 s; 0 turns the loop off)")
@@ -65,8 +67,13 @@ def main() -> int:
             time.sleep(5)
             print_agent_memory(instance)
             share = cpu_share(fogd.pid, args.watch)
-            print(f"fogd CPU with {total} agents posting every second: {share * 100:.1f}% of one core "
+            print(f"fogd CPU with {total} agents sending every second: {share * 100:.1f}% of one core "
                   f"(over {args.watch:.0f} s)", flush=True)
+            if args.settle:
+                time.sleep(args.settle)
+                share = cpu_share(fogd.pid, args.watch)
+                print(f"fogd CPU {args.settle:.0f} s later: {share * 100:.1f}% of one core "
+                      f"(over {args.watch:.0f} s)", flush=True)
 
             victims = sorted(names)[:args.kills]
             for node in victims:

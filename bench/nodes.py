@@ -142,7 +142,7 @@ def main() -> int:
             time.sleep(3)
             print_agent_memory(instance)
             share = cpu_share(fogd.pid, args.watch)
-            print(f"fogd CPU with {args.nodes} agents posting every second: {share * 100:.1f}% of one core "
+            print(f"fogd CPU with {args.nodes} agents sending every second: {share * 100:.1f}% of one core "
                   f"(over {args.watch:.0f} s)", flush=True)
             t1 = time.perf_counter()
             removed = call(url + "/cleanup", "POST", {})

@@ -7,8 +7,9 @@ COPY pyproject.toml README.md fogd.toml ./
 COPY fogd ./fogd
 COPY node_agent ./node_agent
 RUN python3 -m pip install --no-cache-dir . && rm -rf /root/.cache
-# In a container fogd must listen beyond loopback; it has no authentication yet, so
-# publish its port only where you trust the network (compose publishes 127.0.0.1).
+# In a container fogd must listen beyond loopback; with [auth] off (the default),
+# publish its port only where you trust the network (compose publishes 127.0.0.1),
+# or turn auth on (README, "Trust: tokens, TLS, ...").
 ENV FOGD_LISTEN=0.0.0.0:8000 \
     FOGD_ALLOW_REMOTE=true \
     FOGD_DATA_DIR=/var/lib/fogd \

@@ -71,6 +71,10 @@ def test_https_with_a_verified_certificate(tmp_path):
                 break
             assert time.monotonic() < deadline, status
             time.sleep(0.2)
+        # ... over its stream (a WebSocket through TLS), not the POST fallback
+        with urllib.request.urlopen(url + "/metrics", context=context, timeout=5) as resp:
+            metrics = resp.read().decode()
+        assert "\nfogd_ingest_streams 1.0\n" in metrics, metrics
     finally:
         proc.terminate()
         proc.wait(timeout=30)

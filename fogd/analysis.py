@@ -43,7 +43,10 @@ class Finding(msgspec.Struct, omit_defaults=True):
 
 @dataclass
 class Window:
-    """One node's recent readings, oldest first, column by column (None = not measured)."""
+    """One node's recent readings, oldest first, column by column (None = not measured).
+
+    Every rule of a pass gets the same Window: rules read it and must not change it
+    (``series`` hands out its own lists)."""
 
     node: str
     role: str

@@ -233,9 +233,15 @@ class Agent:
         return self._outcome(int(reply.get("status", 500)), msg.data, len(batch))
 
     async def _close_stream(self) -> None:
+        """Close the stream, waiting at most a second for fogd's side of the close (a
+        hung fogd must not eat the flush time at SIGTERM, nor stall every retry)."""
         if self._ws is not None:
             ws, self._ws = self._ws, None
-            await ws.close()
+            try:
+                async with asyncio.timeout(1.0):
+                    await ws.close()
+            except TimeoutError:
+                pass  # cancelling the close dropped the connection
 
     def _outcome(self, status: int, body: bytes, n: int) -> str:
         if status < 300:

@@ -11,7 +11,7 @@ from fogd.http import (alerts, analysis, dashboard, fleet, grafana, health, inge
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/ingest", ingest.post_ingest)
     app.router.add_get("/ingest", ingest.stream_ingest)  # WebSocket: how node agents send
-    app[ingest.STREAMS] = set()
+    app[ingest.STREAMS] = ingest.Streams()
     app.on_shutdown.append(ingest.close_streams)
     app.router.add_post("/create", nodes.post_create)
     app.router.add_post("/cleanup", nodes.post_cleanup)

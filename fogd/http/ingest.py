@@ -9,8 +9,10 @@ batch whose reply went missing can be sent again (fogd de-duplicates on node and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -27,8 +29,20 @@ from fogd.model import INGEST_DECODER, Reading, stored_reading_view
 log = logging.getLogger("fogd.http")
 _encode = msgspec.json.encode
 
-#: The open ingest streams, closed (1001, going away) when fogd shuts down.
-STREAMS = web.AppKey("fogd_ingest_streams", set)
+#: Seconds between fogd's pings on a stream: an agent whose host vanished without
+#: closing its connection is dropped within 1.5 times this.
+HEARTBEAT_S = 30.0
+
+
+@dataclass
+class Streams:
+    """The open ingest streams, closed (1001, going away) when fogd shuts down."""
+
+    open: set[web.WebSocketResponse] = field(default_factory=set)
+    stopping: bool = False
+
+
+STREAMS = web.AppKey("fogd_ingest_streams", Streams)
 
 
 async def post_ingest(request: web.Request) -> web.Response:
@@ -61,7 +75,7 @@ async def stream_ingest(request: web.Request) -> web.WebSocketResponse:
     revoked token ends its streams as soon as it would fail a ``POST``.
     """
     fogd = request.app[FOGD]
-    ws = web.WebSocketResponse(max_msg_size=fogd.config.server.max_body_bytes)
+    ws = web.WebSocketResponse(max_msg_size=fogd.config.server.max_body_bytes, heartbeat=HEARTBEAT_S)
     if not ws.can_prepare(request).ok:
         raise UpgradeRequired("GET /ingest is the agents' WebSocket stream: connect with Upgrade: websocket, "
                               "or POST readings to /ingest")
@@ -69,8 +83,10 @@ async def stream_ingest(request: web.Request) -> web.WebSocketResponse:
     principal = request.get(PRINCIPAL)
     token = request.headers.get("Authorization", "").partition(" ")[2].strip()
     streams = request.app[STREAMS]
-    streams.add(ws)
+    streams.open.add(ws)
     fogd.metrics.ingest_streams.inc()
+    if streams.stopping:  # opened while fogd began to stop: close_streams has already run
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"fogd is stopping")
     try:
         async for msg in ws:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -94,16 +110,18 @@ async def stream_ingest(request: web.Request) -> web.WebSocketResponse:
             if reply["status"] == 401:
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unknown or revoked token")
     finally:
-        streams.discard(ws)
+        streams.open.discard(ws)
         fogd.metrics.ingest_streams.dec()
     return ws
 
 
 async def close_streams(app: web.Application) -> None:
-    """On shutdown: end every stream (its agent reconnects or falls back to POST once
+    """On shutdown: end every stream, all at once (each agent reconnects, or posts, once
     fogd is back); a message being committed gets no reply and is simply sent again."""
-    for ws in list(app[STREAMS]):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"fogd is stopping")
+    streams = app[STREAMS]
+    streams.stopping = True
+    await asyncio.gather(*(ws.close(code=WSCloseCode.GOING_AWAY, message=b"fogd is stopping")
+                           for ws in list(streams.open)), return_exceptions=True)
 
 
 def decode(fogd: Fogd, body: bytes | str, principal: Principal | None) -> tuple[list[Reading], bool]:

@@ -33,14 +33,17 @@ class RecentReadings:
         self._rows: dict[int, list[Row]] = {}  # per node, oldest first
         self._ts: dict[int, list[int]] = {}  # their timestamps (for bisect)
         self._keep: dict[int, int] = {}  # the window size asked for
+        self._since: dict[int, int] = {}  # the earliest start asked for (older rows may be missing)
         self.hits = 0  # windows served from memory
 
     def window(self, node_id: int, since_ms: int, until_ms: int, limit: int) -> list[Row] | None:
         """The newest ``limit`` held rows in ``[since_ms, until_ms]``, oldest first;
-        None when this node is not held (or not for this ``limit``, or has rows past
-        ``until_ms``): read SQLite then."""
+        None when this node is not held (or not for this ``limit``, or not from as early
+        as ``since_ms``, or has rows past ``until_ms``): read SQLite then. The analyser's
+        windows only move forward, so they are served from memory."""
         ts = self._ts.get(node_id)
-        if ts is None or self._keep[node_id] != limit or (ts and ts[-1] > until_ms):
+        if ts is None or self._keep[node_id] != limit or (ts and ts[-1] > until_ms) \
+                or since_ms < self._since[node_id]:
             return None
         lo = max(bisect.bisect_left(ts, since_ms), len(ts) - limit)
         self.hits += 1
@@ -49,10 +52,11 @@ class RecentReadings:
     def holds(self, node_id: int, limit: int) -> bool:
         return self._keep.get(node_id) == limit
 
-    def seed(self, node_id: int, rows: list[Row], limit: int) -> None:
-        """Hold ``rows`` (a window read from SQLite, oldest first) for ``node_id``."""
+    def seed(self, node_id: int, rows: list[Row], since_ms: int, limit: int) -> None:
+        """Hold ``rows`` (a window from ``since_ms`` read from SQLite, oldest first)."""
         self._rows[node_id] = list(rows)
         self._ts[node_id] = [r[0] for r in rows]
+        self._since[node_id] = since_ms
         self._keep[node_id] = limit
 
     def feed(self, stored: Iterable[tuple]) -> None:
@@ -78,7 +82,7 @@ class RecentReadings:
 
     def forget(self, node_id: int | None = None) -> None:
         """Stop holding ``node_id`` (every node when None)."""
-        for d in (self._rows, self._ts, self._keep):
+        for d in (self._rows, self._ts, self._since, self._keep):
             if node_id is None:
                 d.clear()
             else:

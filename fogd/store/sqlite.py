@@ -391,7 +391,7 @@ class Store:
             if not self._write_lock.locked() and node_id in self.nodes_by_id \
                     and not self.recent.holds(node_id, limit) \
                     and not self._wr.execute(LATER_SQL, (node_id, until_ms)).fetchone():
-                self.recent.seed(node_id, rows, limit)
+                self.recent.seed(node_id, rows, since_ms, limit)
             return rows
         else:
             rows = await self._r.execute_fetchall(WINDOW_SQL, (node_id, since_ms, until_ms, limit))

@@ -78,7 +78,6 @@ class GroupCommitWriter:
         now = time.monotonic()
         idle = not self._pending and not self._committing
         if idle and (now - self._last_begin >= self._delay if linger else now - self._last_end > INLINE_AFTER_S):
-            self._last_begin = now
             try:
                 flags = self._store.insert_readings_now([rows])  # None: too big or the store is busy
             except Unavailable:
@@ -87,6 +86,7 @@ class GroupCommitWriter:
                 log.exception("writer failed")
                 raise Unavailable(f"could not store readings: {exc}") from exc
             if flags is not None:
+                self._last_begin = now
                 self._committed([rows], flags)
                 return flags[0]
         fut: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()

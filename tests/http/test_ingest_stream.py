@@ -166,3 +166,27 @@ async def test_a_streamed_batch_never_waits_for_company(make_client, make_config
     assert asyncio.get_running_loop().time() - started < 0.8  # not even one 1 s wait
     assert msgspec.json.decode((await single).data)["stored"] == 1
     assert writer.commits == commits + 3  # the live reading rode along with the first batch
+
+
+async def test_a_silent_peer_is_dropped_by_the_heartbeat(make_client, monkeypatch):
+    """An agent whose host vanished without closing its connection answers no ping:
+    fogd drops its stream (here after 0.2 s pings; 30 s in earnest)."""
+    import base64
+    import os
+
+    from fogd.http import ingest
+
+    monkeypatch.setattr(ingest, "HEARTBEAT_S", 0.2)
+    client = await make_client()
+    streams = client.app[FOGD].metrics.ingest_streams
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(b"GET /ingest HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) + b"\r\n\r\n")
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+    assert streams._value.get() == 1
+    for _ in range(100):  # never reads, never pongs
+        await asyncio.sleep(0.05)
+        if streams._value.get() == 0:
+            break
+    assert streams._value.get() == 0
+    writer.close()

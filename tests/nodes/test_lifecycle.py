@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+from fogd.context import FOGD
 from tests.helpers import assert_error
 from tests.nodes.conftest import docker_json, status_of, wait_for
 
@@ -29,6 +30,8 @@ async def test_create_streams_telemetry_and_cleanup_removes_exactly_ours(fogd_ap
         status = await status_of(client)
         return all(status[n]["liveness"] == "online" for n in created)
     await wait_for(all_online, 30, "telemetry from all four agents")
+    # each agent holds one stream (GET /ingest): the container image's aiohttp too
+    assert client.app[FOGD].metrics.ingest_streams._value.get() == 4
     for name, node in created.items():
         data = await (await client.get(f"/nodes/{name}/data")).json()
         assert data["count"] > 0 and data["latest"]["source"] == "agent"

@@ -85,6 +85,14 @@ async def test_windows_from_memory_match_sqlite_through_everything(tmp_path):
             await asyncio.gather(*(writer.submit(b) for b in batches), read_while_committing(store, ids, clock))
             await check(store, ids, clock)
         assert store.recent.hits > 500  # most windows came from memory
+        for node_id in ids:  # a window starting before the held ones (a plugin's): SQLite's answer
+            hits = store.recent.hits
+            got = await store.window(node_id, clock - 4 * WINDOW_MS, clock, LIMIT)
+            db = sqlite3.connect(store.path)
+            assert got == list(reversed(db.execute(WINDOW_SQL, (node_id, clock - 4 * WINDOW_MS, clock,
+                                                                LIMIT)).fetchall()))
+            db.close()
+            assert store.recent.hits == hits
 
         # retention deletes old readings: the nodes concerned are read from SQLite again
         assert await store.rollup_step() > 0

@@ -22,18 +22,25 @@ rows such a window is made of, and the store keeps it true:
 from __future__ import annotations
 
 import bisect
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Iterable
 
 #: (ts, temperature, humidity, power, comfort): a window row, as WINDOW_SQL returns it.
 Row = tuple
+_ts = itemgetter(0)
+
+
+@dataclass
+class _Held:
+    rows: list[Row]  # oldest first
+    since: int  # the earliest start asked for (older rows may be missing)
+    limit: int  # the window size asked for
 
 
 class RecentReadings:
     def __init__(self) -> None:
-        self._rows: dict[int, list[Row]] = {}  # per node, oldest first
-        self._ts: dict[int, list[int]] = {}  # their timestamps (for bisect)
-        self._keep: dict[int, int] = {}  # the window size asked for
-        self._since: dict[int, int] = {}  # the earliest start asked for (older rows may be missing)
+        self._held: dict[int, _Held] = {}
         self.hits = 0  # windows served from memory
 
     def window(self, node_id: int, since_ms: int, until_ms: int, limit: int) -> list[Row] | None:
@@ -41,52 +48,45 @@ class RecentReadings:
         None when this node is not held (or not for this ``limit``, or not from as early
         as ``since_ms``, or has rows past ``until_ms``): read SQLite then. The analyser's
         windows only move forward, so they are served from memory."""
-        ts = self._ts.get(node_id)
-        if ts is None or self._keep[node_id] != limit or (ts and ts[-1] > until_ms) \
-                or since_ms < self._since[node_id]:
+        held = self._held.get(node_id)
+        if held is None or held.limit != limit or since_ms < held.since \
+                or (held.rows and held.rows[-1][0] > until_ms):
             return None
-        lo = max(bisect.bisect_left(ts, since_ms), len(ts) - limit)
+        rows = held.rows
+        lo = max(bisect.bisect_left(rows, since_ms, key=_ts), len(rows) - limit)
         self.hits += 1
-        return self._rows[node_id][lo:]
+        return rows[lo:]
 
     def holds(self, node_id: int, limit: int) -> bool:
-        return self._keep.get(node_id) == limit
+        held = self._held.get(node_id)
+        return held is not None and held.limit == limit
 
     def seed(self, node_id: int, rows: list[Row], since_ms: int, limit: int) -> None:
         """Hold ``rows`` (a window from ``since_ms`` read from SQLite, oldest first)."""
-        self._rows[node_id] = list(rows)
-        self._ts[node_id] = [r[0] for r in rows]
-        self._since[node_id] = since_ms
-        self._keep[node_id] = limit
+        self._held[node_id] = _Held(list(rows), since_ms, limit)
 
     def feed(self, stored: Iterable[tuple]) -> None:
         """Committed reading rows (ReadingRow: node_id, ts, seq, temperature, humidity,
         power, comfort, ...) of any node; those of held nodes are kept."""
-        held = self._ts
         for row in stored:
-            ts = held.get(row[0])
-            if ts is None:
+            held = self._held.get(row[0])
+            if held is None:
                 continue
-            rows = self._rows[row[0]]
+            rows = held.rows
             item = (row[1], row[3], row[4], row[5], row[6])
-            if not ts or row[1] >= ts[-1]:
-                ts.append(row[1])
+            if not rows or row[1] >= rows[-1][0]:
                 rows.append(item)
-            else:
-                i = bisect.bisect_right(ts, row[1])
-                ts.insert(i, row[1])
-                rows.insert(i, item)
-            keep = self._keep[row[0]]
-            if len(ts) > keep + 64:  # trim now and then, not on every reading
-                del ts[:-keep], rows[:-keep]
+            else:  # late (an agent's backlog): into its place
+                bisect.insort_right(rows, item, key=_ts)
+            if len(rows) > held.limit + 64:  # trim now and then, not on every reading
+                del rows[:-held.limit]
 
     def forget(self, node_id: int | None = None) -> None:
         """Stop holding ``node_id`` (every node when None)."""
-        for d in (self._rows, self._ts, self._since, self._keep):
-            if node_id is None:
-                d.clear()
-            else:
-                d.pop(node_id, None)
+        if node_id is None:
+            self._held.clear()
+        else:
+            self._held.pop(node_id, None)
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._held)

@@ -28,7 +28,8 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nodes import call, cpu_share, parse_time, print_agent_memory, serve, wait_reported  # noqa: E402
+from nodes import (call, parse_time, print_agent_memory, print_cpu_share, serve, timed_cleanup,  # noqa: E402
+                   wait_reported)
 
 
 def latest_ms(url: str, node: str) -> int | None:
@@ -66,14 +67,10 @@ def main() -> int:
 
             time.sleep(5)
             print_agent_memory(instance)
-            share = cpu_share(fogd.pid, args.watch)
-            print(f"fogd CPU with {total} agents sending every second: {share * 100:.1f}% of one core "
-                  f"(over {args.watch:.0f} s)", flush=True)
+            print_cpu_share(fogd.pid, total, args.watch)
             if args.settle:
                 time.sleep(args.settle)
-                share = cpu_share(fogd.pid, args.watch)
-                print(f"fogd CPU {args.settle:.0f} s later: {share * 100:.1f}% of one core "
-                      f"(over {args.watch:.0f} s)", flush=True)
+                print_cpu_share(fogd.pid, total, args.watch, f", {args.settle:.0f} s later")
 
             victims = sorted(names)[:args.kills]
             for node in victims:
@@ -93,9 +90,7 @@ def main() -> int:
                         print(f"killed {node}: not reporting after 60 s", flush=True)
                         break
                     time.sleep(0.1)
-            t1 = time.perf_counter()
-            removed = call(url + "/cleanup", "POST", {})
-            print(f"POST /cleanup removed {len(removed['removed'])} nodes in {time.perf_counter() - t1:.2f} s")
+            timed_cleanup(url)
         finally:
             fogd.terminate()
             fogd.wait()

@@ -77,6 +77,20 @@ def print_agent_memory(instance: str) -> None:
               f"max {rss[-1]:.1f} MB; proportional (PSS) median {pss[len(pss) // 2]:.1f} MB", flush=True)
 
 
+def print_cpu_share(pid: int, agents: int, seconds: float, when: str = "") -> None:
+    """Measure and print fogd's share of one core over ``seconds`` while ``agents`` send."""
+    share = cpu_share(pid, seconds)
+    print(f"fogd CPU with {agents} agents sending every second{when}: {share * 100:.1f}% of one core "
+          f"(over {seconds:.0f} s)", flush=True)
+
+
+def timed_cleanup(url: str) -> None:
+    """POST /cleanup, printing what it removed and how long that took."""
+    t1 = time.perf_counter()
+    removed = call(url + "/cleanup", "POST", {})
+    print(f"POST /cleanup removed {len(removed['removed'])} nodes in {time.perf_counter() - t1:.2f} s")
+
+
 def cpu_share(pid: int, seconds: float) -> float:
     """Share of one core ``pid`` used over the next ``seconds``."""
     c0, w0 = cpu_seconds(pid), time.perf_counter()
@@ -141,12 +155,8 @@ def main() -> int:
 
             time.sleep(3)
             print_agent_memory(instance)
-            share = cpu_share(fogd.pid, args.watch)
-            print(f"fogd CPU with {args.nodes} agents sending every second: {share * 100:.1f}% of one core "
-                  f"(over {args.watch:.0f} s)", flush=True)
-            t1 = time.perf_counter()
-            removed = call(url + "/cleanup", "POST", {})
-            print(f"POST /cleanup removed {len(removed['removed'])} nodes in {time.perf_counter() - t1:.2f} s")
+            print_cpu_share(fogd.pid, args.nodes, args.watch)
+            timed_cleanup(url)
         finally:
             fogd.terminate()
             fogd.wait()
